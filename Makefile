@@ -1,0 +1,30 @@
+# The two commands of the README: `make demo` and `make test`. Each sets everything up first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum | cut -d' ' -f1)
+
+.PHONY: setup demo test test-fast lock bench clean
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --disable-pip-version-check uv
+	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock -e '.[dev]'
+	@rm -f $(VENV)/.installed-*; touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv and install the locked dependencies
+
+demo: setup      ## the main job: run the demo project end to end on embedded defaults
+	$(BIN)/python -m scripts.demo
+
+test: setup      ## the whole test suite on SQLite and PostgreSQL, with coverage
+	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=80 $(PYTEST_ARGS)
+
+test-fast: setup ## the suite without slow tests and without coverage
+	$(BIN)/python -m pytest -m "not slow" -q $(PYTEST_ARGS)
+
+lock:            ## re-resolve requirements.lock after changing pyproject.toml
+	$(BIN)/uv pip compile pyproject.toml --extra dev -o requirements.lock --python-version 3.11
+
+clean:
+	rm -rf $(VENV) .pytest_cache .coverage

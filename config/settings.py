@@ -1,0 +1,126 @@
+"""Settings for extractflow, read from the environment (prefix ``EXTRACTFLOW_``) and ``.env``.
+
+Settings are read when :func:`get_settings` is called, never at import, so tests and notebooks
+can change the environment between calls. One variable, ``EXTRACTFLOW_HOME``, redirects every
+path extractflow writes by default (the SQLite database, exports, caches), so a test run never
+touches the user's files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "ModelPrice", "get_settings", "default_home", "mask_url_password"]
+
+InstructorMode = Literal["tools", "json_schema", "json", "md_json"]
+ExtractionMode = Literal["per_document", "per_variable"]
+
+
+def default_home() -> Path:
+    """Where extractflow keeps its files when ``EXTRACTFLOW_HOME`` is not set."""
+    return Path.home() / ".extractflow"
+
+
+class ModelPrice(BaseModel):
+    """Price of one model in US dollars per million tokens."""
+
+    input_per_million: float = 0.0
+    output_per_million: float = 0.0
+
+
+class Settings(BaseSettings):
+    """Every knob of extractflow. Secrets are ``SecretStr`` so they never print."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="EXTRACTFLOW_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        env_nested_delimiter="__",
+    )
+
+    home: Path = Field(default_factory=default_home, description="Root of extractflow's own files.")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL. Default: an SQLite file at $EXTRACTFLOW_HOME/extractflow.db.",
+    )
+    database_echo: bool = False
+
+    # LLM endpoint (any OpenAI-compatible server)
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr = SecretStr("not-needed")
+    llm_model: str = "gpt-4o-mini"
+    llm_timeout: float = Field(default=60.0, gt=0)
+    llm_instructor_mode: InstructorMode = "tools"
+    llm_max_retries: int = Field(default=3, ge=0, le=10)
+    llm_max_reasks: int = Field(default=1, ge=0, le=5)
+    llm_backoff_base: float = Field(default=1.0, ge=0)
+    llm_backoff_max: float = Field(default=30.0, ge=0)
+    llm_request_logprobs: bool = False
+    llm_prices: dict[str, ModelPrice] = Field(default_factory=dict)
+    llm_context_tokens: int = Field(default=12000, ge=500, description="Token budget per call.")
+    llm_chunk_overlap_tokens: int = Field(default=200, ge=0)
+
+    # Extraction defaults
+    extraction_mode: ExtractionMode = "per_document"
+
+    # Concurrency and limits shared across runs and workers
+    llm_concurrency: int = Field(default=8, ge=1, description="In-flight LLM calls per process.")
+    global_concurrency_limit_name: str = "extractflow-llm"
+    global_concurrency_limit: int = Field(default=32, ge=1)
+    rate_limit_per_second: float | None = Field(default=None, gt=0)
+    documents_per_chunk: int = Field(default=50, ge=1)
+    max_file_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    parse_concurrency: int = Field(default=4, ge=1)
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to the embedded SQLite file under ``home``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home / 'extractflow.db'}"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.home / "exports"
+
+    @property
+    def safe_database_url(self) -> str:
+        """The database URL with any password masked, for messages and logs."""
+        return mask_url_password(self.resolved_database_url)
+
+    def __repr_args__(self):  # type: ignore[override]
+        # A database URL may carry a password: never let repr() or str() show it.
+        for name, value in super().__repr_args__():
+            if name == "database_url" and value:
+                value = mask_url_password(value)
+            yield name, value
+
+    def price_for(self, model: str) -> ModelPrice | None:
+        """The price table entry of ``model``, if the user configured one."""
+        return self.llm_prices.get(model)
+
+
+def mask_url_password(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (unparseable URLs are returned as is)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Read settings now (environment, then ``.env``), with explicit overrides on top."""
+    return Settings(**overrides)  # type: ignore[arg-type]

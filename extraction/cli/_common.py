@@ -1,0 +1,98 @@
+"""What every command group shares: the console, JSON output, error reporting, sessions."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.orm import Session
+from typer.core import TyperGroup
+
+from extraction.db import session_scope
+from extraction.errors import ExtractflowError
+
+__all__ = [
+    "console",
+    "err_console",
+    "JsonOption",
+    "emit_json",
+    "report_error",
+    "ProblemGroup",
+    "new_app",
+    "db_session",
+    "table",
+]
+
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    if hasattr(value, "value"):  # enums
+        return value.value
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def emit_json(data: Any) -> None:
+    """Print ``data`` as JSON on stdout, unwrapped, so scripts can parse it."""
+    sys.stdout.write(json.dumps(data, default=_default, ensure_ascii=False, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def report_error(exc: ExtractflowError, *, as_json: bool) -> None:
+    """Show an error as a readable message, or as its problem-details object with --json."""
+    if as_json:
+        emit_json({"error": exc.to_problem()})
+        return
+    err_console.print(f"[bold red]Error:[/] {exc.title}", highlight=False)
+    err_console.print(f"  {exc.detail}", markup=False, highlight=False)
+    if exc.field:
+        err_console.print(f"  field: {exc.field}", markup=False)
+    for problem in exc.extra.get("errors", [])[1:]:
+        err_console.print(f"  also: {problem['field']}: {problem['message']}", markup=False)
+
+
+class ProblemGroup(TyperGroup):
+    """A Typer group that turns :class:`ExtractflowError` into a message and an exit code."""
+
+    def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> Any:  # noqa: D401
+        argv = list(args) if args is not None else sys.argv[1:]
+        try:
+            return super().main(args, *rest, **kwargs)
+        except ExtractflowError as exc:
+            report_error(exc, as_json="--json" in argv)
+            sys.exit(exc.exit_code)
+
+
+def new_app(help_text: str) -> typer.Typer:
+    """A sub-app with the house settings (no shell-completion noise, short help)."""
+    return typer.Typer(help=help_text, no_args_is_help=True, add_completion=False,
+                       rich_markup_mode=None, pretty_exceptions_enable=False)
+
+
+@contextmanager
+def db_session() -> Iterator[Session]:
+    """A committed-on-success session on the configured database."""
+    with session_scope() as session:
+        yield session
+
+
+def table(*columns: str, title: str | None = None) -> Table:
+    t = Table(title=title, show_lines=False, header_style="bold")
+    for col in columns:
+        t.add_column(col, overflow="fold")
+    return t
