@@ -25,7 +25,7 @@ import math
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from typing import Any, Literal
 
 from sqlalchemy import select
@@ -56,6 +56,7 @@ __all__ = [
     "record_feedback",
     "get_extraction",
     "get_job",
+    "as_utc",
     "list_feedback",
     "effective_feedback",
     "truths_by_cell",
@@ -413,6 +414,14 @@ class FeedbackView:
         return self.extracted_value if self.is_correct else self.corrected_value
 
 
+def as_utc(moment: datetime | None) -> datetime | None:
+    """``moment`` as an aware UTC datetime: SQLite returns naive ones, PostgreSQL aware ones,
+    and rows created in the current session still hold what Python gave them."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=timezone.utc)
+
+
 def _query(project: Project):  # type: ignore[no-untyped-def]
     return (
         select(ExtractionFeedback, Extraction, Document.filename, Variable, Prompt.version)
@@ -453,7 +462,8 @@ def list_feedback(
             filename=filename, variable_id=var.id, variable=var.name, variable_type=var.type,
             prompt_id=ex.prompt_id, prompt_version=version, extracted_value=ex.value,
             is_correct=fb.is_correct, corrected_value=fb.corrected_value, comment=fb.comment,
-            source=fb.source, created_at=fb.created_at, updated_at=fb.updated_at,
+            source=fb.source, created_at=as_utc(fb.created_at),  # type: ignore[arg-type]
+            updated_at=as_utc(fb.updated_at) or as_utc(fb.created_at),  # type: ignore[arg-type]
         )
         for fb, ex, filename, var, version in session.execute(query)
     ]
