@@ -103,12 +103,13 @@ def count_projects(session: Session) -> int:
 
 
 def update_project(
-    session: Session, ref: str | uuid.UUID, changes: ProjectUpdate | dict[str, Any]
+    session: Session, ref: str | uuid.UUID | Project, changes: ProjectUpdate | dict[str, Any]
 ) -> Project:
     """Change a project's name, description, domain context or settings."""
     if isinstance(changes, dict):
         changes = parse_spec(ProjectUpdate, changes)
-    project = get_project(session, ref)
+    project = ref if isinstance(ref, Project) else get_project(session, ref)
+    old_context = project.domain_context
     if changes.name is not None and changes.name != project.name:
         clash = session.scalar(select(Project.id).where(Project.name == changes.name))
         if clash is not None:
@@ -121,6 +122,11 @@ def update_project(
     if changes.settings is not None:
         project.settings = {**(project.settings or {}), **changes.settings}
     session.flush()
+    if project.domain_context != old_context:
+        # The domain context is part of every prompt's system message.
+        from extraction import prompts
+
+        prompts.regenerate_system_prompts(session, project)
     return project
 
 
@@ -241,6 +247,9 @@ def add_variable(
     session.flush()
     _record_revision(session, variable, "created")
     session.flush()
+    from extraction import prompts
+
+    prompts.generate_prompt(session, variable)
     return variable
 
 
@@ -269,7 +278,8 @@ def update_variable(
     _VariableRules.check_type_fields(
         new_type, merged["categories"], merged["allow_other"], merged["multi_select"]
     )
-    if merged == variable_snapshot(variable):
+    before = variable_snapshot(variable)
+    if merged == before:
         return variable
     if merged["name"] != variable.name:
         _ensure_name_free(session, variable.project, merged["name"], exclude=variable.id)
@@ -281,6 +291,9 @@ def update_variable(
     session.flush()
     _record_revision(session, variable, "updated")
     session.flush()
+    from extraction import prompts
+
+    prompts.regenerate_after_update(session, variable, before)
     return variable
 
 
