@@ -6,6 +6,7 @@ import typer
 
 from config.logging import configure_logging, quiet_prefect_environment
 from extraction.cli import codebook, db, project, variable
+from extraction.cli import prompt
 from extraction.cli._common import ProblemGroup
 
 __all__ = ["app", "main"]
@@ -29,6 +30,7 @@ app.add_typer(project.app, name="project")
 app.add_typer(variable.app, name="variable")
 app.add_typer(codebook.app, name="codebook")
 app.add_typer(db.app, name="db")
+app.add_typer(prompt.app, name="prompt")
 
 
 def main() -> None:
