@@ -74,6 +74,14 @@ class Settings(BaseSettings):
     global_concurrency_limit: int = Field(default=32, ge=1)
     rate_limit_per_second: float | None = Field(default=None, gt=0)
     documents_per_chunk: int = Field(default=50, ge=1)
+    # Runs (sample/full): overlap of chunks, write cadence, cancellation and resume
+    rate_limit_name: str = "extractflow-llm-rate"
+    chunks_in_flight: int = Field(default=2, ge=1, description="Chunks of a run in progress.")
+    progress_flush_seconds: float = Field(default=1.0, gt=0)
+    cancel_poll_seconds: float = Field(default=1.0, gt=0)
+    job_stale_seconds: float = Field(default=60.0, gt=0, description="Silent PROCESSING = crashed.")
+    deployment_sample_run: str = "sample-run/sample-run"
+    deployment_full_run: str = "full-run/full-run"
     max_file_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
     parse_concurrency: int = Field(default=4, ge=1)
 
