@@ -58,6 +58,7 @@ __all__ = [
     "get_job",
     "as_utc",
     "list_feedback",
+    "feedback_view",
     "effective_feedback",
     "truths_by_cell",
     "feedback_to_dict",
@@ -456,18 +457,28 @@ def list_feedback(
         var = variable if isinstance(variable, Variable) else _variable_any(session, proj, variable)
         query = query.where(Extraction.variable_id == var.id)
     query = query.order_by(ExtractionFeedback.created_at, ExtractionFeedback.id)
-    views = [
-        FeedbackView(
-            id=fb.id, extraction_id=ex.id, job_id=ex.job_id, document_id=ex.document_id,
-            filename=filename, variable_id=var.id, variable=var.name, variable_type=var.type,
-            prompt_id=ex.prompt_id, prompt_version=version, extracted_value=ex.value,
-            is_correct=fb.is_correct, corrected_value=fb.corrected_value, comment=fb.comment,
-            source=fb.source, created_at=as_utc(fb.created_at),  # type: ignore[arg-type]
-            updated_at=as_utc(fb.updated_at) or as_utc(fb.created_at),  # type: ignore[arg-type]
-        )
-        for fb, ex, filename, var, version in session.execute(query)
-    ]
+    views = [_view(fb, ex, filename, var, version)
+             for fb, ex, filename, var, version in session.execute(query)]
     return _newest_per_extraction(views) if effective_only else views
+
+
+def _view(fb: ExtractionFeedback, ex: Extraction, filename: str, var: Variable,
+          version: int | None) -> FeedbackView:
+    return FeedbackView(
+        id=fb.id, extraction_id=ex.id, job_id=ex.job_id, document_id=ex.document_id,
+        filename=filename, variable_id=var.id, variable=var.name, variable_type=var.type,
+        prompt_id=ex.prompt_id, prompt_version=version, extracted_value=ex.value,
+        is_correct=fb.is_correct, corrected_value=fb.corrected_value, comment=fb.comment,
+        source=fb.source, created_at=as_utc(fb.created_at),  # type: ignore[arg-type]
+        updated_at=as_utc(fb.updated_at) or as_utc(fb.created_at),  # type: ignore[arg-type]
+    )
+
+
+def feedback_view(feedback: ExtractionFeedback) -> FeedbackView:
+    """The :class:`FeedbackView` of one stored verdict (e.g. the one just recorded)."""
+    ex = feedback.extraction
+    return _view(feedback, ex, ex.document.filename, ex.variable,
+                 ex.prompt.version if ex.prompt is not None else None)
 
 
 def _variable_any(session: Session, project: Project, ref: str | uuid.UUID) -> Variable:
