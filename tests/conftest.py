@@ -110,3 +110,16 @@ def session(db_url: str) -> Iterator[Session]:
     finally:
         s.rollback()
         s.close()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """Prefect's test harness (a temporary API server on a temp SQLite), once per session.
+
+    Flows in tests run against it; request this fixture in any test that calls a flow.
+    """
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
