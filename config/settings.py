@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     # Extraction defaults
     extraction_mode: ExtractionMode = "per_document"
 
+    # Refinement: share of the context window that worked examples of all variables may use
+    refine_examples_share: float = Field(default=0.15, gt=0, le=0.5)
+
     # Concurrency and limits shared across runs and workers
     llm_concurrency: int = Field(default=8, ge=1, description="In-flight LLM calls per process.")
     global_concurrency_limit_name: str = "extractflow-llm"
