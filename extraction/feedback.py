@@ -31,7 +31,7 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from extraction import codebook
+from extraction import codebook, jobs
 from extraction.errors import NotFoundError, ValidationError
 from extraction.models import (
     Document,
@@ -274,12 +274,12 @@ def get_extraction(session: Session, ref: str | uuid.UUID | Extraction) -> Extra
 def get_job(
     session: Session, ref: str | uuid.UUID | ProcessingJob, *, project: Project | None = None
 ) -> ProcessingJob:
-    """A job by id, optionally required to belong to ``project``."""
-    job = ref if isinstance(ref, ProcessingJob) else session.get(
-        ProcessingJob, _as_uuid(ref, "job"))
-    if job is None or (project is not None and job.project_id != project.id):
-        where = f" in project '{project.name}'" if project is not None else ""
-        raise NotFoundError(f"no job with id '{ref}'{where}", field="job", instance=str(ref))
+    """A job by id or id prefix (see :func:`extraction.jobs.get_job`), optionally required to
+    belong to ``project``."""
+    job = ref if isinstance(ref, ProcessingJob) else jobs.get_job(session, ref)
+    if project is not None and job.project_id != project.id:
+        raise NotFoundError(f"no job with id '{ref}' in project '{project.name}'",
+                            field="job", instance=str(ref))
     return job
 
 
