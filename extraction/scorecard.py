@@ -44,6 +44,7 @@ from extraction.feedback import (
 from extraction.models import (
     Document,
     Extraction,
+    ExtractionFeedback,
     ExtractionStatus,
     JobKind,
     JobStatus,
@@ -62,6 +63,7 @@ __all__ = [
     "build_scorecard",
     "scorecard_to_dict",
     "scorecard_markdown",
+    "sample_scorecard_markdown",
 ]
 
 Outcome = Literal["fixed", "still_wrong", "kept", "broken", "failed"]
@@ -370,3 +372,23 @@ def scorecard_markdown(card: Scorecard) -> str:
                      f"| {_md(c.right_value)} | {_md(c.new_value)} | {versions} "
                      f"| {c.outcome.replace('_', ' ')} |")
     return "\n".join(lines) + "\n"
+
+
+def sample_scorecard_markdown(session: Session, job_id: uuid.UUID | str) -> str | None:
+    """The scorecard to publish at the end of a sample run, or None when there is none.
+
+    Only sample runs of projects that have feedback get one: without verdicts there is
+    nothing to score against.
+    """
+    job = get_job(session, job_id)
+    if job.kind is not JobKind.SAMPLE:
+        return None
+    has_feedback = session.scalar(
+        select(func.count(ExtractionFeedback.id))
+        .join(Extraction, Extraction.id == ExtractionFeedback.extraction_id)
+        .join(ProcessingJob, ProcessingJob.id == Extraction.job_id)
+        .where(ProcessingJob.project_id == job.project_id)
+    )
+    if not has_feedback:
+        return None
+    return scorecard_markdown(build_scorecard(session, job.project_id, job=job))

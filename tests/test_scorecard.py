@@ -112,3 +112,21 @@ def test_pending_jobs_are_not_the_latest_sample_and_no_feedback_is_fine(session:
     session.commit()
     assert build_scorecard(session, "trials").latest.job_id == s.job.id
     assert "nothing to compare" in scorecard_markdown(card)
+
+
+def test_sample_artifact_only_when_there_is_feedback(session: Session) -> None:
+    from extraction.models import JobKind
+    from extraction.scorecard import sample_scorecard_markdown
+
+    s = make_sample(session)
+    assert sample_scorecard_markdown(session, s.job.id) is None
+    feedback.record_feedback(session, s.cells[(0, "phase")].id, is_correct=False,
+                             corrected_value="Phase 1")
+    add_prompt_version(session, s.variables["phase"], "Phase, refined")
+    rerun = add_job(session, s, {(0, "phase"): "Phase 1"})
+    full = add_job(session, s, {(0, "phase"): "Phase 1"}, kind=JobKind.FULL)
+    session.commit()
+    md = sample_scorecard_markdown(session, rerun.id)
+    assert md is not None and f"## Latest sample run {rerun.id}" in md
+    assert "1 fixed" in md
+    assert sample_scorecard_markdown(session, full.id) is None
