@@ -1,0 +1,48 @@
+"""The ``full-run`` flow: extract every document of a project, resumably."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from prefect import flow
+from prefect.states import State
+
+from extraction.models import JobKind
+from flows._run import on_flow_cancelled, on_flow_crashed, run_job
+
+__all__ = ["full_run"]
+
+
+@flow(
+    name="full-run",
+    on_cancellation=[on_flow_cancelled],
+    on_crashed=[on_flow_crashed],
+    log_prints=False,
+)
+async def full_run(
+    project: str,
+    mode: Literal["per_document", "per_variable"] | None = None,
+    model: str | None = None,
+    document_filter: str | None = None,
+    job_id: str | None = None,
+    force: bool = False,
+) -> dict[str, Any] | State:
+    """Extract every variable of a project from all its documents.
+
+    DAG: parse → prompt → extract (one task per ``EXTRACTFLOW_DOCUMENTS_PER_CHUNK`` documents,
+    async LLM calls inside a chunk) → aggregate. Cells already extracted with the same
+    document content, prompt version and model are re-used, not re-asked, so re-running an
+    unchanged project makes no LLM call.
+
+    Args:
+        project: Project name or id.
+        mode: ``per_document`` or ``per_variable``; default from the project, else settings.
+        model: LLM model; default from the project, else EXTRACTFLOW_LLM_MODEL.
+        document_filter: Only documents whose filename matches this glob (e.g. ``2024-*.pdf``).
+        job_id: Run this existing job, or resume an interrupted one (``extractflow run
+            resume``); its documents and prompt versions are the ones it started with.
+        force: Resume ``job_id`` even if it looks like it is still running.
+    """
+    params = {"project": project, "mode": mode, "model": model,
+              "filename_glob": document_filter}
+    return await run_job(JobKind.FULL, params, job_id=job_id, force=force)

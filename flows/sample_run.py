@@ -1,0 +1,51 @@
+"""The ``sample-run`` flow: extract a small, reproducible sample to check the prompts."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from prefect import flow
+from prefect.states import State
+
+from extraction.models import JobKind
+from flows._run import on_flow_cancelled, on_flow_crashed, run_job
+
+__all__ = ["sample_run"]
+
+
+@flow(
+    name="sample-run",
+    on_cancellation=[on_flow_cancelled],
+    on_crashed=[on_flow_crashed],
+    log_prints=False,
+)
+async def sample_run(
+    project: str,
+    n: int = 10,
+    document_ids: list[str] | None = None,
+    seed: int | None = None,
+    mode: Literal["per_document", "per_variable"] | None = None,
+    model: str | None = None,
+    job_id: str | None = None,
+    force: bool = False,
+) -> dict[str, Any] | State:
+    """Extract every variable of a project from a sample of its documents.
+
+    DAG: parse (documents not parsed yet) → prompt (snapshot the current prompt versions) →
+    extract (one task per chunk of documents) → aggregate (totals, per-variable figures).
+
+    Args:
+        project: Project name or id.
+        n: Sample size; documents are drawn at random with ``seed``.
+        document_ids: Exactly these documents instead of a random sample.
+        seed: Seed of the sample (the same seed gives the same documents); one is chosen and
+            recorded on the job when omitted.
+        mode: ``per_document`` (one LLM call returns every variable) or ``per_variable`` (one
+            call per variable). Default: the project's setting, else EXTRACTFLOW_EXTRACTION_MODE.
+        model: LLM model. Default: the project's setting, else EXTRACTFLOW_LLM_MODEL.
+        job_id: Run this existing job (the CLI creates it first) or resume an interrupted one.
+        force: Resume ``job_id`` even if it looks like it is still running.
+    """
+    params = {"project": project, "n": n, "document_ids": document_ids, "seed": seed,
+              "mode": mode, "model": model}
+    return await run_job(JobKind.SAMPLE, params, job_id=job_id, force=force)
