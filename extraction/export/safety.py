@@ -1,0 +1,132 @@
+"""Keep exported files harmless and predictable: formula neutralisation, output paths, columns.
+
+A spreadsheet executes a cell that starts with ``=``, ``+``, ``-`` or ``@`` (and some also read a
+leading tab or carriage return as the start of one), so a document that says ``=HYPERLINK(…)``
+could run in the reviewer's Excel ("CSV injection"). Such text cells get a leading ``'`` in CSV
+and XLSX, unless the whole cell is a plain number (``-3.5`` stays ``-3.5``): numbers are never
+executed and must stay numbers. The same rule exists twice, as a Python function for cells
+written one by one (XLSX) and as a DuckDB macro for files DuckDB writes itself (CSV), built from
+the same two patterns so they cannot drift.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import duckdb
+
+from extraction.errors import ConflictError, ValidationError
+
+__all__ = [
+    "FORMULA_TRIGGERS",
+    "ColumnNamer",
+    "install_sql_macros",
+    "neutralise",
+    "quote_ident",
+    "resolve_output_path",
+    "safe_column_name",
+    "sql_string",
+]
+
+#: First characters that make a spreadsheet read a cell as a formula (OWASP's list).
+FORMULA_TRIGGERS = "=+-@\t\r"
+_TRIGGER_PATTERN = r"^[=+\-@\t\r]"
+_NUMBER_PATTERN = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+_TRIGGER_RE = re.compile(_TRIGGER_PATTERN)
+_NUMBER_RE = re.compile(_NUMBER_PATTERN)
+
+
+def neutralise(value: str) -> str:
+    """``value`` with a leading ``'`` if a spreadsheet would execute it, else unchanged."""
+    if value and _TRIGGER_RE.match(value) and not _NUMBER_RE.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def install_sql_macros(con: duckdb.DuckDBPyConnection) -> None:
+    """Define ``xf_safe(text)`` in DuckDB: :func:`neutralise` as SQL, for COPY … TO csv."""
+    con.execute(
+        "CREATE OR REPLACE MACRO xf_safe(s) AS CASE "
+        f"WHEN regexp_matches(s, {sql_string(_TRIGGER_PATTERN)}) "
+        f"AND NOT regexp_matches(s, {sql_string(_NUMBER_PATTERN)}) "
+        "THEN '''' || s ELSE s END"
+    )
+
+
+def quote_ident(name: str) -> str:
+    """A DuckDB identifier, double-quoted so any column name is safe in SQL."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def sql_string(value: str) -> str:
+    """A DuckDB string literal (for the few places that take no parameters, e.g. COPY … TO)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+_UNSAFE_CHARS = re.compile(r"[^a-z0-9_]+")
+MAX_COLUMN_LENGTH = 63
+
+
+def safe_column_name(name: str) -> str:
+    """A lowercase identifier made of letters, digits and underscores, starting with a letter.
+
+    Variable names are already like this (the codebook enforces it); the guard is for names
+    from older databases and for suffixed names such as ``<variable>__confidence``.
+    """
+    cleaned = _UNSAFE_CHARS.sub("_", name.strip().lower()).strip("_") or "column"
+    if not cleaned[0].isalpha():
+        cleaned = "v_" + cleaned
+    return cleaned[:MAX_COLUMN_LENGTH]
+
+
+class ColumnNamer:
+    """Hands out unique safe column names; fixed columns (``document_id`` …) win any clash.
+
+    A variable ``a__confidence`` and the confidence column of a variable ``a`` would otherwise
+    collide; the later one gets ``_2`` (then ``_3`` …) so no column is silently overwritten.
+    """
+
+    def __init__(self, fixed: Iterable[str] = ()) -> None:
+        self._taken: set[str] = set(fixed)
+
+    def take(self, wanted: str) -> str:
+        base = safe_column_name(wanted)
+        name, n = base, 1
+        while name in self._taken:
+            n += 1
+            suffix = f"_{n}"
+            name = base[: MAX_COLUMN_LENGTH - len(suffix)] + suffix
+        self._taken.add(name)
+        return name
+
+
+def resolve_output_path(path: str | Path, *, force: bool = False) -> Path:
+    """The absolute file to write, or a clear error before any work is done.
+
+    Raises:
+        ValidationError: ``path`` is a directory, or its parent directory does not exist
+            (or is not a directory).
+        ConflictError: the file exists and ``force`` is not set.
+    """
+    resolved = Path(path).expanduser().resolve()
+    if resolved.is_dir():
+        raise ValidationError(
+            f"the output path {resolved} is a directory; give a file name, "
+            f"e.g. {resolved / 'export.csv'}",
+            field="output", instance=str(resolved),
+        )
+    parent = resolved.parent
+    if not parent.is_dir():
+        what = "is not a directory" if parent.exists() else "does not exist"
+        raise ValidationError(
+            f"cannot write {resolved}: the directory {parent} {what}",
+            field="output", instance=str(resolved),
+        )
+    if resolved.exists() and not force:
+        raise ConflictError(
+            f"{resolved} already exists; use --force (force=True) to overwrite it",
+            field="output", instance=str(resolved),
+        )
+    return resolved

@@ -1,0 +1,21 @@
+"""The export task: write a project's dataset to a file (thin wrapper)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from extraction.db import session_scope
+from extraction.export import ExportOptions, export_project
+
+__all__ = ["export_file"]
+
+
+@task(name="export-file", cache_policy=NO_CACHE)
+def export_file(project: str, options: ExportOptions) -> dict[str, Any]:
+    """Write the project's dataset as ``options`` say; returns the ExportResult as a dict."""
+    with session_scope() as session:
+        result = export_project(session, project, options)
+    return {**result.to_dict(), "markdown": result.to_markdown()}
