@@ -72,6 +72,8 @@ __all__ = [
     "RefinementResult",
     "RefinementReport",
     "Ask",
+    "LLMAsk",
+    "llm_ask",
     "examples_budget",
     "pending_corrections",
     "plan_refinements",
@@ -90,6 +92,10 @@ REQUEST_EXCERPT_CHARS = 400
 #: Characters of document text kept in a stored worked example (the block renders ≤ 300).
 EXAMPLE_EXCERPT_CHARS = 240
 MAX_CONFIRMED_SHOWN = 3
+#: The rewrite is a writing task, but it must be repeatable: the lowest allowed temperature.
+REFINE_TEMPERATURE = 0.0
+#: Room for the new block and the rationale (a block is typically 150–400 tokens).
+REFINE_MAX_TOKENS = 2048
 _EXAMPLES_HEADER = "Worked examples ("
 
 #: Calls the LLM with chat messages and a response model; returns the parsed answer.
@@ -465,6 +471,43 @@ async def propose(
     return list(await asyncio.gather(*(one(p) for p in plans)))
 
 
+class LLMAsk:
+    """An :data:`Ask` over :class:`~extraction.llm.LLMClient`, built from settings.
+
+    The client is created on the first call, inside the event loop that makes the calls, and
+    closed by :meth:`aclose` in that same loop (an async HTTP pool belongs to one loop).
+    """
+
+    def __init__(self, settings: Settings, *, model: str | None = None) -> None:
+        self.settings = settings
+        self.model = model
+        self._client: Any = None
+
+    async def __call__(self, messages: list[dict[str, str]],
+                       response_model: type[BaseModel]) -> BaseModel:
+        if self._client is None:
+            from extraction.llm import LLMClient
+
+            self._client = LLMClient.from_settings(self.settings, model=self.model)
+        return await self._client.complete_structured(
+            messages, response_model, temperature=REFINE_TEMPERATURE,
+            max_tokens=REFINE_MAX_TOKENS)
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            close = getattr(client, "aclose", None) or getattr(client, "close", None)
+            if close is not None:
+                result = close()
+                if asyncio.iscoroutine(result):
+                    await result
+
+
+def llm_ask(settings: Settings | None = None, *, model: str | None = None) -> LLMAsk:
+    """The :data:`Ask` refinement uses by default: the configured OpenAI-compatible endpoint."""
+    return LLMAsk(settings or get_settings(), model=model)
+
+
 # --------------------------------------------------------------------------- storing
 
 
@@ -598,9 +641,20 @@ def refine_prompts(
     report = RefinementReport(project=proj.name, dry_run=dry_run, skipped=skipped)
     if not plans:
         return report
-    answers = _run(propose(ask, plans))
+    answers = _run(_propose_then_close(ask, plans))
     report.results = apply_proposals(session, plans, answers, dry_run=dry_run)
     return report
+
+
+async def _propose_then_close(
+    ask: Ask, plans: Sequence[RefinementPlan]
+) -> list[RefinedBlock | ExtractflowError]:
+    try:
+        return await propose(ask, plans)
+    finally:
+        close = getattr(ask, "aclose", None)
+        if close is not None:
+            await close()
 
 
 def _run(coro: Awaitable[Any]) -> Any:

@@ -14,6 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from extraction import jobs
 from extraction.db import session_scope
 from extraction.run_summary import Outcome, finalize_job, summary_markdown
+from tasks.refine import sample_scorecard
 
 __all__ = ["aggregate"]
 
@@ -33,4 +34,8 @@ async def aggregate(job_id: uuid.UUID, outcome: Outcome, reason: str | None = No
         markdown, key=f"job-{str(job_id)[:8]}-summary",
         description=f"Summary of job {job_id}",
     )
+    scorecard = await asyncio.to_thread(sample_scorecard, job_id)
+    if scorecard:  # a sample run of a project with feedback: did refinement help?
+        await acreate_markdown_artifact(scorecard, key=f"job-{str(job_id)[:8]}-scorecard",
+                                        description=f"Scorecard after sample job {job_id}")
     return data

@@ -7,7 +7,7 @@ import typer
 from config.logging import configure_logging, quiet_prefect_environment
 from extraction.cli import codebook, db, project, variable
 from extraction.cli import prompt
-from extraction.cli import feedback, review, scorecard
+from extraction.cli import feedback, refine, review, scorecard
 from extraction.cli._common import ProblemGroup
 
 __all__ = ["app", "main"]
@@ -35,6 +35,7 @@ app.add_typer(prompt.app, name="prompt")
 app.add_typer(feedback.app, name="feedback")
 app.add_typer(review.app, name="review")
 app.command("scorecard")(scorecard.scorecard)
+prompt.app.command("refine")(refine.refine)
 
 
 def main() -> None:

@@ -1,0 +1,65 @@
+"""`extractflow prompt refine PROJECT`: corrections become new prompt versions.
+
+Registered on the `prompt` group (see ``extraction/cli/__init__.py``). It calls the domain
+directly rather than the ``refine-prompts`` flow, so it needs no Prefect API and answers in the
+time the LLM takes; the flow (and its deployment) is the way to run it from the Prefect UI.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from config.settings import get_settings
+from extraction.cli._common import JsonOption, console, db_session, emit_json
+from extraction.refine import llm_ask, refine_prompts, report_to_dict
+
+__all__ = ["refine"]
+
+
+def _print_diff(text: str) -> None:
+    for line in text.splitlines():
+        style = ("bold" if line.startswith(("---", "+++")) else "green" if line.startswith("+")
+                 else "red" if line.startswith("-") else "cyan" if line.startswith("@@") else None)
+        console.print(line, style=style, markup=False, highlight=False)
+
+
+def refine(
+    project: str,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Show the proposed new versions as diffs; store nothing.")] = False,
+    variable: Annotated[Optional[list[str]], typer.Option(
+        "--variable", help="Only this variable (repeat for several).")] = None,
+    job: Annotated[Optional[str], typer.Option(
+        "--job", help="Learn only from corrections on this job's extractions.")] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Rewrite, with the LLM, the prompt of each variable that has new corrections."""
+    settings = get_settings()
+    with db_session() as s:
+        report = refine_prompts(s, project, llm_ask(settings), job=job,
+                                variables=variable or None, dry_run=dry_run, settings=settings)
+        data = report_to_dict(report)
+    if json_out:
+        emit_json(data)
+        return
+    if not report.results:
+        console.print("No variable has new corrections: nothing to refine.")
+    for r in report.results:
+        if r.error:
+            console.print(f"[bold]{r.variable}[/]: [red]not refined[/] — ", end="")
+            console.print(r.error, markup=False, highlight=False)
+            continue
+        verb = "would become" if dry_run else "is now"
+        console.print(f"[bold]{r.variable}[/]: v{r.from_version} {verb} v{r.to_version} "
+                      f"(refined from {r.corrections} correction(s); {r.examples_shown} of "
+                      f"{r.examples_total} worked example(s) shown)")
+        console.print(f"  {r.rationale}", markup=False, highlight=False)
+        if dry_run:
+            _print_diff(r.diff)
+    if report.skipped:
+        console.print(f"Left as they are (no new corrections): {', '.join(report.skipped)}",
+                      markup=False)
+    if dry_run and report.refined:
+        console.print("Nothing was stored (dry run). Run without --dry-run to store these.")
