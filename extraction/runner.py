@@ -132,6 +132,8 @@ class ChunkRunner:
         batch_documents: Write after this many finished documents…
         flush_seconds: …or after this long, whichever comes first.
         stop: Set when the run must stop starting documents (cancellation).
+        check_written: Look for cells this job already wrote in each chunk (a resumed job);
+            a fresh job has none, so the flow turns the query off.
     """
 
     def __init__(
@@ -144,8 +146,10 @@ class ChunkRunner:
         batch_documents: int = 50,
         flush_seconds: float = 1.0,
         stop: asyncio.Event | None = None,
+        check_written: bool = True,
     ) -> None:
         self.plan = plan
+        self.check_written = check_written
         self.extractor = extractor
         self.session_factory = session_factory
         self.batch_documents = max(1, batch_documents)
@@ -172,10 +176,10 @@ class ChunkRunner:
             ).tuples())
             written = set(session.scalars(
                 select(Extraction.document_id).where(
-                    Extraction.job_id == plan.job_id,
                     Extraction.document_id.in_(document_ids),
+                    Extraction.job_id == plan.job_id,
                 ).distinct()
-            ))
+            )) if self.check_written else set()
             reusable = self._reusable(session, [d for d in documents if d[0] not in written])
         order = {doc_id: i for i, doc_id in enumerate(document_ids)}
         documents.sort(key=lambda d: order[d[0]])
@@ -204,11 +208,19 @@ class ChunkRunner:
         hashes = sorted({d[4] for d in documents if d[4]})
         if not hashes:
             return {}
-        query = (
-            select(Extraction, Document.content_hash)
-            .join(Document, Document.id == Extraction.document_id)
-            .where(
+        # Same content in this project (the chunk's own documents, or duplicates kept under
+        # another name): found through the (project, content_hash) index, then their cells
+        # through the (document, variable) index — never a scan of all extractions.
+        same_content = dict(session.execute(
+            select(Document.id, Document.content_hash).where(
+                Document.project_id == self.plan.project_id,
                 Document.content_hash.in_(hashes),
+            )
+        ).tuples().all())
+        query = (
+            select(Extraction)
+            .where(
+                Extraction.document_id.in_(list(same_content)),
                 Extraction.prompt_id.in_(self.plan.prompt_ids),
                 Extraction.model == self.plan.model,
                 Extraction.status.in_(_REUSABLE),
@@ -218,8 +230,9 @@ class ChunkRunner:
             .order_by(Extraction.created_at.desc())
         )
         found: dict[tuple[str, uuid.UUID], Extraction] = {}
-        for extraction, content_hash in session.execute(query).tuples():
-            found.setdefault((content_hash, extraction.prompt_id), extraction)
+        for extraction in session.scalars(query):
+            key = (same_content[extraction.document_id], extraction.prompt_id)
+            found.setdefault(key, extraction)  # type: ignore[arg-type]
         return found
 
     def _copy_row(self, source: Extraction, document_id: uuid.UUID, variable_id: uuid.UUID
@@ -420,10 +433,11 @@ class ChunkRunner:
         from extraction.models import ProcessingLog
 
         with self.session_factory() as session:
+            # Core executemany: no ORM bookkeeping for rows nobody reads back here.
             if batch.rows:
-                session.execute(insert(Extraction), batch.rows)
+                session.execute(insert(Extraction.__table__), batch.rows)
             if batch.logs:
-                session.execute(insert(ProcessingLog), batch.logs)
+                session.execute(insert(ProcessingLog.__table__), batch.logs)
             jobs.add_progress(session, self.plan.job_id, batch.delta)
 
 

@@ -179,8 +179,8 @@ async def _close(client: Any) -> None:
             return
 
 
-async def _extract_stage(job_id: uuid.UUID, settings: Settings, stop: asyncio.Event
-                         ) -> ChunkOutcome:
+async def _extract_stage(job_id: uuid.UUID, settings: Settings, stop: asyncio.Event,
+                         *, resumed: bool) -> ChunkOutcome:
     plan, chunks = await asyncio.to_thread(_plan, job_id, settings.documents_per_chunk)
     total = ChunkOutcome()
     if not chunks:
@@ -199,7 +199,7 @@ async def _extract_stage(job_id: uuid.UUID, settings: Settings, stop: asyncio.Ev
     runner = ChunkRunner(
         plan, extractor, session_factory=session_scope, documents_in_flight=in_flight_docs,
         batch_documents=settings.documents_per_chunk,
-        flush_seconds=settings.progress_flush_seconds, stop=stop,
+        flush_seconds=settings.progress_flush_seconds, stop=stop, check_written=resumed,
     )
 
     def waiting() -> None:
@@ -278,7 +278,7 @@ async def run_job(
     try:
         await parse(job_uuid)
         await prompt(job_uuid)
-        await _extract_stage(job_uuid, settings, stop)
+        await _extract_stage(job_uuid, settings, stop, resumed=resumed)
         if stop.is_set():
             outcome, reason = "cancelled", why.get("reason", "cancelled")
     except FatalRunError as exc:

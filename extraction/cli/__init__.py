@@ -8,6 +8,7 @@ from config.logging import configure_logging, quiet_prefect_environment
 from extraction.cli import codebook, db, project, variable
 from extraction.cli import prompt
 from extraction.cli import feedback, refine, review, scorecard
+from extraction.cli import job, run
 from extraction.cli._common import ProblemGroup
 
 __all__ = ["app", "main"]
@@ -36,6 +37,8 @@ app.add_typer(feedback.app, name="feedback")
 app.add_typer(review.app, name="review")
 app.command("scorecard")(scorecard.scorecard)
 prompt.app.command("refine")(refine.refine)
+app.add_typer(run.app, name="run")
+app.add_typer(job.app, name="job")
 
 
 def main() -> None:

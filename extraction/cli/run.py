@@ -1,0 +1,233 @@
+"""`extractflow run …`: start sample and full runs, resume an interrupted one.
+
+A run is a Prefect flow (``sample-run`` / ``full-run``). The CLI first creates the job row, so
+its id is known at once, then either runs the flow in this process (default; Prefect's
+ephemeral API, no server needed) with a progress bar, starts it in a detached process
+(``--no-wait``), or triggers the deployed flow on a Prefect server (``--deployment``).
+
+Resume: ``extractflow run resume JOB`` runs an interrupted job again (its process was killed,
+the job is still PROCESSING with no heartbeat): the cells it already wrote are kept and only
+the rest is extracted. A failed or cancelled job is final — start a new run instead; cells
+done before are re-used at no LLM cost, so that is cheap too.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Annotated, Any, Optional
+
+import typer
+
+from config.settings import get_settings
+from extraction import jobs
+from extraction.cli._common import JsonOption, console, db_session, emit_json, err_console, new_app
+from extraction.cli._progress import describe_outcome, follow_job, read_job
+from extraction.errors import ValidationError
+from extraction.models import JobKind, JobStatus, ProcessingJob
+from extraction.run_setup import create_run_job, open_job
+
+app = new_app("Runs: extract a sample or every document, locally or on a Prefect server.")
+
+ModeOpt = Annotated[Optional[str], typer.Option(
+    "--mode", help="per_document (one call per document) or per_variable.")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", help="LLM model for this run.")]
+NoWaitOpt = Annotated[bool, typer.Option(
+    "--no-wait", help="Start the run and return; follow it with `job watch`.")]
+DeploymentOpt = Annotated[bool, typer.Option(
+    "--deployment", help="Run the deployed flow on the Prefect server (PREFECT_API_URL).")]
+
+
+def _create(kind: JobKind, project: str, **options: Any) -> dict[str, Any]:
+    settings = get_settings()
+    with db_session() as s:
+        job = create_run_job(s, settings, kind=kind, project=project, **options)
+        return jobs.job_to_dict(job, project_name=job.project.name)
+
+
+def _forget(job_id: str) -> None:
+    """Remove a job that never started (its flow could not be launched)."""
+    with db_session() as s:
+        job = s.get(ProcessingJob, uuid.UUID(job_id))
+        if job is not None and job.status is JobStatus.PENDING:
+            s.delete(job)
+
+
+def _run_in_thread(kind: JobKind, project: str, job_id: str, force: bool) -> tuple[
+        threading.Thread, dict[str, Any]]:
+    from flows.launch import run_local
+
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["state"] = run_local(kind, project, job_id, force=force)
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name=f"run-{job_id[:8]}", daemon=True)
+    thread.start()
+    return thread, box
+
+
+def _wait_local(kind: JobKind, project: str, job_id: str, *, force: bool, show: bool
+                ) -> dict[str, Any]:
+    thread, box = _run_in_thread(kind, project, job_id, force)
+    try:
+        follow_job(job_id, alive=thread.is_alive, show=show)
+        thread.join()
+    except KeyboardInterrupt:
+        err_console.print("Cancelling… (LLM calls in flight finish; everything done is kept)")
+        with db_session() as s:
+            job = jobs.get_job(s, job_id)
+            if job.status not in jobs.TERMINAL:
+                jobs.cancel_job(s, job, reason="cancelled with Ctrl-C")
+        thread.join(timeout=60)
+    error = box.get("error")
+    if error is not None and not isinstance(error, (KeyboardInterrupt, SystemExit)):
+        raise error
+    state = box.get("state")
+    data = read_job(job_id)
+    if data["status"] not in {s.value for s in jobs.TERMINAL} and state is not None \
+            and getattr(state, "message", None):
+        data["error"] = data.get("error") or state.message
+    return data
+
+
+def _launch(kind: JobKind, data: dict[str, Any], *, no_wait: bool, deployment: bool,
+            json_out: bool, force: bool = False) -> None:
+    job_id, project = data["id"], data["project"]
+    settings = get_settings()
+    if deployment:
+        from flows.launch import trigger_deployment
+
+        name = settings.deployment_sample_run if kind is JobKind.SAMPLE \
+            else settings.deployment_full_run
+        try:
+            flow_run_id = trigger_deployment(
+                name, {"project": project, "job_id": job_id, "force": force})
+        except Exception:
+            if data["status"] == JobStatus.PENDING.value:
+                _forget(job_id)
+            raise
+        with db_session() as s:
+            jobs.attach_flow_run(s, jobs.get_job(s, job_id), flow_run_id)
+        if not json_out:
+            console.print(f"Job {job_id} submitted to deployment {name} (flow run {flow_run_id})")
+        if no_wait:
+            _report(read_job(job_id), json_out, started=True)
+            return
+        _report(follow_job(job_id, show=not json_out), json_out)
+        return
+    if no_wait:
+        from flows.launch import spawn_local
+
+        log_path = settings.home / "runs" / f"{job_id}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        spawn_local(job_id, force=force, log_path=log_path)
+        if not json_out:
+            console.print(f"Job {job_id} started in the background (output: {log_path}); "
+                          f"follow it with `extractflow job watch {job_id[:8]}`")
+        _report(read_job(job_id), json_out, started=True)
+        return
+    if not json_out:
+        console.print(f"Job {job_id} ({kind.value}, {data['documents_total']} documents, "
+                      f"mode {data['mode']}, model {data['model']})")
+    _report(_wait_local(kind, project, job_id, force=force, show=not json_out), json_out)
+
+
+def _report(data: dict[str, Any], json_out: bool, *, started: bool = False) -> None:
+    data.pop("stale", None)
+    if json_out:
+        emit_json(data)
+    elif not started:
+        style = {"COMPLETE": "green", "FAILED": "red", "CANCELLED": "yellow"}.get(
+            data["status"], "white")
+        console.print(f"[{style}]{describe_outcome(data)}[/]", markup=True, highlight=False)
+    if not started and data["status"] != JobStatus.COMPLETE.value:
+        raise typer.Exit(1)
+
+
+def _split_ids(docs: Optional[str]) -> list[str] | None:
+    if not docs:
+        return None
+    ids = [part.strip() for part in docs.split(",") if part.strip()]
+    if not ids:
+        raise ValidationError("--docs needs at least one document id", field="docs")
+    return ids
+
+
+@app.command("sample")
+def sample(
+    project: str,
+    n: Annotated[Optional[int], typer.Option("--n", min=1, help="Sample size (default 10).")]
+    = None,
+    docs: Annotated[Optional[str], typer.Option(
+        "--docs", help="Comma-separated document ids instead of a random sample.")] = None,
+    seed: Annotated[Optional[int], typer.Option(
+        "--seed", help="Seed of the random sample (same seed, same documents).")] = None,
+    mode: ModeOpt = None,
+    model: ModelOpt = None,
+    no_wait: NoWaitOpt = False,
+    deployment: DeploymentOpt = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Extract a reproducible random sample (or chosen documents) to check the prompts."""
+    document_ids = _split_ids(docs)
+    if document_ids and n is not None:
+        raise ValidationError("give either --n or --docs, not both", field="docs")
+    data = _create(JobKind.SAMPLE, project, n=n, seed=seed, document_ids=document_ids,
+                   mode=mode, model=model)
+    _launch(JobKind.SAMPLE, data, no_wait=no_wait, deployment=deployment, json_out=json_out)
+
+
+@app.command("full")
+def full(
+    project: str,
+    document_filter: Annotated[Optional[str], typer.Option(
+        "--filter", help="Only documents whose filename matches this glob.")] = None,
+    mode: ModeOpt = None,
+    model: ModelOpt = None,
+    no_wait: NoWaitOpt = False,
+    deployment: DeploymentOpt = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Extract every document of the project (unchanged cells are re-used, not re-asked)."""
+    data = _create(JobKind.FULL, project, filename_glob=document_filter, mode=mode, model=model)
+    _launch(JobKind.FULL, data, no_wait=no_wait, deployment=deployment, json_out=json_out)
+
+
+@app.command("resume")
+def resume(
+    job: str,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Resume even if the job looks like it is still running.")] = False,
+    no_wait: NoWaitOpt = False,
+    deployment: DeploymentOpt = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Finish an interrupted job: keep what it wrote, extract the rest."""
+    settings = get_settings()
+    with db_session() as s:
+        row = jobs.get_job(s, job)
+        if row.status is JobStatus.PROCESSING and not force and not jobs.is_stale(
+                row, after_seconds=settings.job_stale_seconds):
+            open_job(s, row.id, stale_after=settings.job_stale_seconds)  # raises the conflict
+        if row.status is not JobStatus.PROCESSING and row.status is not JobStatus.PENDING:
+            open_job(s, row.id, stale_after=settings.job_stale_seconds)  # raises the state error
+        data = jobs.job_to_dict(row, project_name=row.project.name)
+    _launch(JobKind(data["kind"]), data, no_wait=no_wait, deployment=deployment,
+            json_out=json_out, force=True)
+
+
+@app.command("exec", hidden=True)
+def exec_(job: str, force: Annotated[bool, typer.Option("--force")] = False) -> None:
+    """Run an existing job's flow in the foreground (used by --no-wait)."""
+    from flows.launch import run_local
+
+    data = read_job(job)
+    run_local(JobKind(data["kind"]), data["project"], data["id"], force=force)
+    data = read_job(job)
+    console.print(describe_outcome(data), markup=False)
+    if data["status"] != JobStatus.COMPLETE.value:
+        raise typer.Exit(1)
