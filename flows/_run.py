@@ -53,6 +53,17 @@ logger = logging.getLogger(__name__)
 _CANCEL_STATES = {StateType.CANCELLING, StateType.CANCELLED}
 
 
+def _run_logger() -> Any:
+    """The flow run's logger (its lines reach the Prefect UI), else this module's."""
+    from prefect.exceptions import MissingContextError
+    from prefect.logging import get_run_logger
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logger
+
+
 def flow_run_name_for(kind: JobKind, job_id: uuid.UUID | str) -> str:
     prefix = "sample" if JobKind(kind) is JobKind.SAMPLE else "full"
     return f"{prefix}-{str(job_id)[:8]}"
@@ -286,7 +297,7 @@ async def run_job(
     except ExtractflowError as exc:
         outcome, reason = "failed", str(exc)
     except Exception as exc:  # noqa: BLE001 - a bug must not leave the job PROCESSING forever
-        logger.exception("job %s stopped by an unexpected error", job_uuid)
+        _run_logger().exception("job %s stopped by an unexpected error", job_uuid)
         outcome, reason = "failed", f"unexpected error: {type(exc).__name__}: {exc}"
     finally:
         stop.set()

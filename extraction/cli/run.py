@@ -13,6 +13,8 @@ done before are re-used at no LLM cost, so that is cheap too.
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 import uuid
 from typing import Annotated, Any, Optional
@@ -53,10 +55,32 @@ def _forget(job_id: str) -> None:
             s.delete(job)
 
 
+class _HideRunLogs(logging.Filter):
+    """Keep Prefect's and the flows' own log lines off the terminal during a local run.
+
+    They still reach the Prefect API (the UI shows them); the CLI prints the outcome itself,
+    with the reason, so engine chatter and tracebacks of an already-reported failure would
+    only be noise. ``--verbose`` shows everything.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.name.startswith(("prefect", "flows", "tasks"))
+
+
+def _quiet_prefect_console() -> None:
+    if logging.getLogger().level <= logging.DEBUG:  # --verbose
+        return
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _HideRunLogs) for f in handler.filters):
+            handler.addFilter(_HideRunLogs())
+
+
 def _run_in_thread(kind: JobKind, project: str, job_id: str, force: bool) -> tuple[
         threading.Thread, dict[str, Any]]:
     from flows.launch import run_local
 
+    _quiet_prefect_console()
     box: dict[str, Any] = {}
 
     def target() -> None:
@@ -225,6 +249,7 @@ def exec_(job: str, force: Annotated[bool, typer.Option("--force")] = False) -> 
     """Run an existing job's flow in the foreground (used by --no-wait)."""
     from flows.launch import run_local
 
+    _quiet_prefect_console()
     data = read_job(job)
     run_local(JobKind(data["kind"]), data["project"], data["id"], force=force)
     data = read_job(job)
