@@ -25,7 +25,7 @@ import math
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 from sqlalchemy import select
@@ -49,19 +49,19 @@ __all__ = [
     "FeedbackView",
     "RecordOutcome",
     "Truth",
-    "normalise_value",
-    "same_value",
-    "format_value",
+    "as_utc",
     "check_feedback",
-    "record_feedback",
+    "effective_feedback",
+    "feedback_to_dict",
+    "feedback_view",
+    "format_value",
     "get_extraction",
     "get_job",
-    "as_utc",
     "list_feedback",
-    "feedback_view",
-    "effective_feedback",
+    "normalise_value",
+    "record_feedback",
+    "same_value",
     "truths_by_cell",
-    "feedback_to_dict",
 ]
 
 _TRUE = {"true", "yes", "y", "1", "t"}
@@ -304,14 +304,14 @@ def check_feedback(row: Extraction, *, is_correct: bool, corrected_value: Any = 
     """
     variable = row.variable
     if is_correct:
-        if corrected_value is not None and not (
-            isinstance(corrected_value, str) and not corrected_value.strip()
-        ):
-            if not same_value(variable, normalise_value(variable, corrected_value), row.value):
-                raise ValidationError(
-                    "a value marked correct takes no corrected value; mark it wrong to correct it",
-                    field="corrected_value", instance=str(row.id),
-                )
+        given = corrected_value is not None and not (
+            isinstance(corrected_value, str) and not corrected_value.strip())
+        if given and not same_value(variable, normalise_value(variable, corrected_value),
+                                    row.value):
+            raise ValidationError(
+                "a value marked correct takes no corrected value; mark it wrong to correct it",
+                field="corrected_value", instance=str(row.id),
+            )
         if row.status is ExtractionStatus.FAILED:
             raise ValidationError(
                 "this extraction failed and has no answer to confirm; give the right value "
@@ -420,7 +420,7 @@ def as_utc(moment: datetime | None) -> datetime | None:
     and rows created in the current session still hold what Python gave them."""
     if moment is None or moment.tzinfo is not None:
         return moment
-    return moment.replace(tzinfo=timezone.utc)
+    return moment.replace(tzinfo=UTC)
 
 
 def _query(project: Project):  # type: ignore[no-untyped-def]

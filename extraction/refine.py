@@ -64,25 +64,25 @@ from extraction.models import (
 )
 
 __all__ = [
-    "MIN_EXAMPLES_BUDGET",
     "MAX_EXAMPLES_BUDGET",
-    "RefinedBlock",
-    "Correction",
-    "RefinementPlan",
-    "RefinementResult",
-    "RefinementReport",
+    "MIN_EXAMPLES_BUDGET",
     "Ask",
+    "Correction",
     "LLMAsk",
-    "llm_ask",
+    "RefinedBlock",
+    "RefinementPlan",
+    "RefinementReport",
+    "RefinementResult",
+    "apply_proposals",
+    "build_request",
     "examples_budget",
+    "llm_ask",
     "pending_corrections",
     "plan_refinements",
-    "build_request",
     "propose",
-    "apply_proposals",
     "refine_prompts",
-    "report_to_dict",
     "report_markdown",
+    "report_to_dict",
 ]
 
 MIN_EXAMPLES_BUDGET = 120
@@ -390,8 +390,8 @@ def build_request(
             parts.append(f"   Reviewer's comment: {esc(c.comment)}")
     if confirmed:
         shown = list(confirmed)[-MAX_CONFIRMED_SHOWN:]
-        parts += ["", f"Answers reviewers confirmed as correct ({len(confirmed)}; "
-                  f"{len(shown)} shown) — keep these working:"]
+        parts += ["", (f"Answers reviewers confirmed as correct ({len(confirmed)}; "
+                       f"{len(shown)} shown) — keep these working:")]
         parts += [f"- {esc(v.filename)}: {_value(v.extracted_value)}" for v in shown]
     parts += ["", "Return the complete new instruction block and a short rationale."]
     return [{"role": "system", "content": _SYSTEM},
@@ -702,8 +702,8 @@ def report_markdown(report: RefinementReport) -> str:
             continue
         lines += [f"## {r.variable}: v{r.from_version} → v{r.to_version}", "",
                   f"{r.rationale}", "",
-                  f"{r.corrections} correction(s); worked examples: {r.examples_shown} shown "
-                  f"of {r.examples_total}.", "", "```diff", r.diff, "```", ""]
+                  (f"{r.corrections} correction(s); worked examples: {r.examples_shown} shown "
+                   f"of {r.examples_total}."), "", "```diff", r.diff, "```", ""]
     if report.skipped:
         lines.append(f"Left as they are (no new corrections): {', '.join(report.skipped)}.")
     return "\n".join(lines) + "\n"

@@ -49,14 +49,14 @@ from extraction.feedback import (
 from extraction.models import Document, Extraction, ProcessingJob, Variable, VariableType
 
 __all__ = [
-    "REVIEW_SHEET",
     "COLUMNS",
+    "REVIEW_SHEET",
     "ExportSummary",
     "ImportReport",
     "ReviewRow",
     "export_review_workbook",
-    "read_review_workbook",
     "import_review_workbook",
+    "read_review_workbook",
 ]
 
 REVIEW_SHEET = "Review"
@@ -93,15 +93,15 @@ _GUIDE = (
     "",
     "Fill in the three yellow columns of the 'Review' sheet; leave a row blank to skip it.",
     "correct?  — yes if the extracted value is right, no if it is wrong.",
-    "corrected value — for a wrong value, the right one. Leave it blank when the document does "
-    "not state the variable at all. CATEGORY: pick from the dropdown (several categories: "
-    "separate them with ';'). NUMBER: a plain number. DATE: YYYY, YYYY-MM or YYYY-MM-DD. "
-    "BOOLEAN: true or false.",
+    ("corrected value — for a wrong value, the right one. Leave it blank when the document does "
+     "not state the variable at all. CATEGORY: pick from the dropdown (several categories: "
+     "separate them with ';'). NUMBER: a plain number. DATE: YYYY, YYYY-MM or YYYY-MM-DD. "
+     "BOOLEAN: true or false."),
     "comment — why it is wrong, or what the prompt should know; refinement reads it.",
     "A corrected value on its own counts as 'no'.",
     "",
-    "Do not rename the sheets or edit the header row: the import checks them. The hidden first "
-    "column identifies each extraction.",
+    ("Do not rename the sheets or edit the header row: the import checks them. The hidden first "
+     "column identifies each extraction."),
     "Import with:  extractflow review import <this file>",
 )
 

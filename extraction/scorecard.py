@@ -55,15 +55,15 @@ from extraction.models import (
 )
 
 __all__ = [
-    "Outcome",
-    "VersionScore",
     "CellOutcome",
+    "Outcome",
     "SampleCheck",
     "Scorecard",
+    "VersionScore",
     "build_scorecard",
-    "scorecard_to_dict",
-    "scorecard_markdown",
     "sample_scorecard_markdown",
+    "scorecard_markdown",
+    "scorecard_to_dict",
 ]
 
 Outcome = Literal["fixed", "still_wrong", "kept", "broken", "failed"]
@@ -199,9 +199,9 @@ def _score_versions(
         key = (cell.prompt_id, cell.document_id, cell.variable_id)
         verdict = verdicts.get(cell.id)
         previous = chosen.get(key)
-        if previous is not None and previous[1] is not None:
-            if verdict is None or verdict.updated_at < previous[1].updated_at:
-                continue
+        if previous is not None and previous[1] is not None and (
+                verdict is None or verdict.updated_at < previous[1].updated_at):
+            continue
         chosen[key] = (cell, verdict)
     for (prompt_id, document_id, variable_id), (cell, verdict) in chosen.items():
         score = scores.get(prompt_id) if prompt_id is not None else None
@@ -364,8 +364,8 @@ def scorecard_markdown(card: Scorecard) -> str:
                      "to compare yet.")
         return "\n".join(lines) + "\n"
     lines.append(", ".join(f"{n} {o.replace('_', ' ')}" for o, n in counts.items()) + ".")
-    lines += ["", "| document | variable | verdict | old value | right value | new value "
-              "| versions | outcome |", "|---|---|---|---|---|---|---|---|"]
+    lines += ["", ("| document | variable | verdict | old value | right value | new value "
+                   "| versions | outcome |"), "|---|---|---|---|---|---|---|---|"]
     for c in card.latest.cells:
         versions = f"v{c.old_version or '?'} → v{c.new_version or '?'}"
         lines.append(f"| {_md(c.filename)} | {c.variable} | {c.verdict} | {_md(c.old_value)} "

@@ -30,7 +30,7 @@ from extraction.models import (
     Variable,
 )
 
-__all__ = ["VARIABLES", "Sample", "make_sample", "add_job", "add_prompt_version"]
+__all__ = ["VARIABLES", "Sample", "add_job", "add_prompt_version", "make_sample"]
 
 VARIABLES: list[dict[str, Any]] = [
     {"name": "sponsor", "type": "TEXT", "instructions": "The sponsoring organisation."},

@@ -20,7 +20,6 @@ from extraction.models import Document, Prompt, PromptOrigin
 from extraction.refine import (
     MAX_EXAMPLES_BUDGET,
     MIN_EXAMPLES_BUDGET,
-    RefinedBlock,
     examples_budget,
     plan_refinements,
     refine_prompts,
@@ -157,7 +156,7 @@ def test_refinement_stores_a_current_refined_version_with_worked_examples(
 
 
 def test_dry_run_stores_nothing_and_shows_the_diff(session: Session) -> None:
-    s = _sample_with_corrections(session)
+    _sample_with_corrections(session)
     before = session.scalars(select(Prompt.id)).all()
     report = refine_prompts(session, "trials", Recorder(), dry_run=True, variables=["phase"])
     session.commit()

@@ -223,7 +223,7 @@ def test_multi_select_and_empty_jobs(session: Session, tmp_path: Path) -> None:
     session.commit()
     path = export_review_workbook(session, s.jobs[1].id, tmp_path / "arms.xlsx").path
     ws = load_workbook(path)[REVIEW_SHEET]
-    dv = [d for d in ws.data_validations.dataValidation if d.formula1.startswith("'Lists'!")][0]
+    dv = next(d for d in ws.data_validations.dataValidation if d.formula1.startswith("'Lists'!"))
     assert dv.showErrorMessage is False  # several categories must be typable
     _fill(path, {("doc0.txt", "arms"): ("no", "placebo; Drug", None)})
     import_review_workbook(session, path)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -22,7 +22,7 @@ def add(
     extraction: Annotated[str, typer.Argument(help="The extraction id (see `job results`).")],
     correct: Annotated[bool, typer.Option("--correct", help="The extracted value is right.")]
     = False,
-    value: Annotated[Optional[str], typer.Option(
+    value: Annotated[str | None, typer.Option(
         "--value", help="The value is wrong; this is the right one (checked against the "
         "variable's type and categories; several categories: separate with ';').")] = None,
     not_stated: Annotated[bool, typer.Option(
@@ -62,9 +62,9 @@ def add(
 @app.command("list")
 def list_(
     project: str,
-    job: Annotated[Optional[str], typer.Option("--job", help="Only this job's extractions.")]
+    job: Annotated[str | None, typer.Option("--job", help="Only this job's extractions.")]
     = None,
-    variable: Annotated[Optional[str], typer.Option("--variable", help="Only this variable.")]
+    variable: Annotated[str | None, typer.Option("--variable", help="Only this variable.")]
     = None,
     json_out: JsonOption = False,
 ) -> None:

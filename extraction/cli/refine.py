@@ -7,7 +7,7 @@ time the LLM takes; the flow (and its deployment) is the way to run it from the 
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -29,9 +29,9 @@ def refine(
     project: str,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Show the proposed new versions as diffs; store nothing.")] = False,
-    variable: Annotated[Optional[list[str]], typer.Option(
+    variable: Annotated[list[str] | None, typer.Option(
         "--variable", help="Only this variable (repeat for several).")] = None,
-    job: Annotated[Optional[str], typer.Option(
+    job: Annotated[str | None, typer.Option(
         "--job", help="Learn only from corrections on this job's extractions.")] = None,
     json_out: JsonOption = False,
 ) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -19,7 +19,7 @@ def _shown(value: object) -> str:
 
 def scorecard(
     project: str,
-    job: Annotated[Optional[str], typer.Option(
+    job: Annotated[str | None, typer.Option(
         "--job", help="The sample run to check cell by cell (default: the latest).")] = None,
     json_out: JsonOption = False,
 ) -> None:
