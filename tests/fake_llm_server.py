@@ -538,7 +538,10 @@ class SchemaResponder:
         self, schema: dict[str, Any], name: str, ctx: _FillContext, nullable: bool
     ) -> JSONValue:
         fmt = schema.get("format", "")
-        if fmt in ("date", "date-time") or _DATE_NAME.search(name):
+        # A string held to an ISO-date pattern is a date too (extractflow's DATE answers:
+        # ``value`` with pattern ^\d{4}(-\d{2}(-\d{2})?)?$, partial dates allowed).
+        iso_pattern = str(schema.get("pattern", "")).startswith(("^\\d{4}", "^[0-9]{4}"))
+        if fmt in ("date", "date-time") or _DATE_NAME.search(name) or iso_pattern:
             return self._date(fmt, ctx, nullable)
         document = ctx.document
         stripped = document.strip()
