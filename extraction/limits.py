@@ -226,6 +226,7 @@ class SlotLease:
         self._idle: asyncio.Event | None = None
         self._error: BaseException | None = None
         self._closing = False
+        self._wake = asyncio.Event()
         self.acquisitions = 0
 
     @property
@@ -240,8 +241,9 @@ class SlotLease:
                 granted.set()
                 while True:
                     await idle.wait()
-                    if not self._closing:
-                        await asyncio.sleep(self.linger)
+                    if not self._closing:  # linger, unless close() asks to give back now
+                        with contextlib.suppress(asyncio.TimeoutError):
+                            await asyncio.wait_for(self._wake.wait(), self.linger)
                     if idle.is_set():
                         return
         except BaseException as exc:  # reported to the users waiting for the grant
@@ -293,6 +295,7 @@ class SlotLease:
         if holder is None:
             return
         self._closing = True
+        self._wake.set()
         if self._idle is not None:
             self._idle.set()
         if not holder.done():
@@ -302,3 +305,4 @@ class SlotLease:
                 await holder
         self._holder = None
         self._closing = False
+        self._wake = asyncio.Event()
