@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     llm_max_reasks: int = Field(default=1, ge=0, le=5)
     llm_backoff_base: float = Field(default=1.0, ge=0)
     llm_backoff_max: float = Field(default=30.0, ge=0)
+    llm_retry_after_max: float = Field(default=60.0, ge=0, description="Cap on a Retry-After wait.")
     llm_request_logprobs: bool = False
     llm_prices: dict[str, ModelPrice] = Field(default_factory=dict)
     llm_context_tokens: int = Field(default=12000, ge=500, description="Token budget per call.")

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from extraction import db
 from extraction.models import Base
+from tests.fake_llm_server import FakeLLMServer
 
 PG_ADMIN_URL = os.environ.get(
     "EXTRACTFLOW_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -123,3 +124,22 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=60):
         yield
+
+
+@pytest.fixture
+def fake_llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLLMServer]:
+    """A fake OpenAI-compatible server for this test, and the settings pointing at it.
+
+    Sets EXTRACTFLOW_LLM_BASE_URL / _MODEL / _API_KEY, and tiny backoffs (10–50 ms) so retry
+    tests stay fast; a test that measures backoff sets its own values.
+    """
+    with FakeLLMServer(model="fake-model") as server:
+        for key, value in {
+            "LLM_BASE_URL": server.base_url,
+            "LLM_MODEL": "fake-model",
+            "LLM_API_KEY": "sk-test",
+            "LLM_BACKOFF_BASE": "0.01",
+            "LLM_BACKOFF_MAX": "0.05",
+        }.items():
+            monkeypatch.setenv(f"EXTRACTFLOW_{key}", value)
+        yield server
