@@ -33,8 +33,8 @@ __all__ = [
     "Chunk",
     "ChunkAnswer",
     "estimate_tokens",
-    "split_text",
     "merge_answers",
+    "split_text",
 ]
 
 CHARS_PER_TOKEN = 4

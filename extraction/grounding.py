@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import functools
 import re
-from bisect import bisect_right
 import unicodedata
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
-
 
 __all__ = ["Grounding", "ground", "normalize_for_search", "page_of"]
 

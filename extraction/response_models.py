@@ -35,6 +35,7 @@ llama.cpp's grammar converter all accept. Property titles are dropped to save pr
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
@@ -45,15 +46,15 @@ from extraction.models import VariableType
 from extraction.results import ExtractionModeName, VariableInfo
 
 __all__ = [
+    "DATE_PATTERN",
     "FOUND",
     "NOT_FOUND",
-    "DATE_PATTERN",
-    "VariableAnswer",
     "DocumentAnswers",
+    "VariableAnswer",
     "answer_model",
+    "answers_by_variable",
     "document_model",
     "response_model",
-    "answers_by_variable",
 ]
 
 FOUND = "found"
@@ -129,9 +130,10 @@ class VariableAnswer(BaseModel):
                 raise ValueError(f"confidence must be a number from 0 to 1, got {raw!r}") from None
             raw = number / 100 if raw.strip().endswith("%") else number
         if isinstance(raw, bool) or not isinstance(raw, (int, float)):
-            raise ValueError(f"confidence must be a number from 0 to 1, got {raw!r}")
+            raise ValueError(  # noqa: TRY004 - pydantic re-asks on ValueError, not TypeError
+                f"confidence must be a number from 0 to 1, got {raw!r}")
         number = float(raw)
-        if number != number:  # NaN
+        if math.isnan(number):
             raise ValueError("confidence must be a number from 0 to 1, got NaN")
         if 1 < number <= 100:
             number /= 100

@@ -27,6 +27,8 @@ Rules, per type (the same rules the prompt states, so the model and this module 
 * TEXT — stripped; placeholders (``""``, ``"N/A"``, ``"not reported"``, …) mean "not stated".
 
 ``None`` and absence placeholders normalise to ``None`` for every type (a ``not_found`` answer).
+Wrong JSON types raise :class:`ValueError` too, not ``TypeError``: pydantic turns a ValueError
+into a validation error (and so a re-ask), a TypeError would escape.
 """
 
 from __future__ import annotations
@@ -41,17 +43,17 @@ from typing import Any, Protocol
 from extraction.models import VariableType
 
 __all__ = [
-    "OTHER",
     "ABSENT_MARKERS",
+    "OTHER",
     "ValueLike",
     "is_absent",
-    "normalize_value",
-    "normalize_number",
-    "normalize_date",
     "normalize_boolean",
-    "normalize_category",
     "normalize_categories",
+    "normalize_category",
+    "normalize_date",
+    "normalize_number",
     "normalize_text",
+    "normalize_value",
 ]
 
 #: The extra category a variable with ``allow_other`` accepts (the prompt names it the same).
@@ -119,7 +121,7 @@ def normalize_text(raw: Any) -> str | None:
     if is_absent(raw):
         return None
     if isinstance(raw, (dict, list, tuple)):
-        raise ValueError("expected a text string, got a JSON " + type(raw).__name__)
+        raise ValueError("expected a text string, got a JSON " + type(raw).__name__)  # noqa: TRY004
     return str(raw).strip()
 
 
@@ -328,7 +330,7 @@ def normalize_number(raw: Any) -> float | None:
         ValueError: no number, several unrelated numbers, or not finite.
     """
     if isinstance(raw, bool):
-        raise ValueError("expected a number, got a boolean")
+        raise ValueError("expected a number, got a boolean")  # noqa: TRY004
     if isinstance(raw, (int, float)):
         value = float(raw)
         if not math.isfinite(value):
@@ -337,7 +339,7 @@ def normalize_number(raw: Any) -> float | None:
     if is_absent(raw):
         return None
     if not isinstance(raw, str):
-        raise ValueError(f"expected a number, got a JSON {type(raw).__name__}")
+        raise ValueError(f"expected a number, got a JSON {type(raw).__name__}")  # noqa: TRY004
     text = _squash(raw).replace("\u2212", "-")
     core = re.sub(r"^(?:about|approximately|approx\.?|around|roughly|circa|ca\.?|~|≈|"
                   r"over|more than|at least|under|less than|fewer than|up to|almost|nearly|"
@@ -415,13 +417,13 @@ def normalize_date(raw: Any) -> str | None:
     if isinstance(raw, date):
         return raw.isoformat()
     if isinstance(raw, bool):
-        raise ValueError("expected a date, got a boolean")
+        raise ValueError("expected a date, got a boolean")  # noqa: TRY004
     if isinstance(raw, int) and 1000 <= raw <= 2999:
         return f"{raw:04d}"
     if is_absent(raw):
         return None
     if not isinstance(raw, str):
-        raise ValueError(f"expected a date string, got a JSON {type(raw).__name__}")
+        raise ValueError(f"expected a date string, got a JSON {type(raw).__name__}")  # noqa: TRY004
     text = _squash(raw).rstrip(".")
     match = _ISO_RE.match(text)
     if match:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from extraction.chunking import ChunkAnswer, estimate_tokens, merge_answers, split_text
@@ -23,7 +25,7 @@ def test_chunks_cover_the_text_within_budget_with_overlap() -> None:
     for chunk in chunks:
         assert chunk.text == TEXT[chunk.start:chunk.end]
         assert estimate_tokens(chunk.text) <= 300
-    for before, after in zip(chunks, chunks[1:]):
+    for before, after in itertools.pairwise(chunks):
         assert after.start < before.end, "consecutive chunks must overlap"
         assert before.end - after.start <= 40 * 4
         assert after.start > before.start
@@ -47,7 +49,7 @@ def test_text_without_spaces_is_cut_hard_and_overlap_is_capped() -> None:
     chunks = split_text(text, max_tokens=50, overlap_tokens=500)
     assert chunks[-1].end == 1000
     assert all(len(c.text) <= 200 for c in chunks)
-    assert all(b.start - a.start >= 100 for a, b in zip(chunks, chunks[1:]))
+    assert all(b.start - a.start >= 100 for a, b in itertools.pairwise(chunks))
 
 
 def test_budget_must_be_positive() -> None:
