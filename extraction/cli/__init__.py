@@ -9,6 +9,7 @@ from extraction.cli import codebook, db, project, variable
 from extraction.cli import prompt
 from extraction.cli import feedback, refine, review, scorecard
 from extraction.cli import job, run
+from extraction.cli import export
 from extraction.cli._common import ProblemGroup
 
 __all__ = ["app", "main"]
@@ -39,6 +40,7 @@ app.command("scorecard")(scorecard.scorecard)
 prompt.app.command("refine")(refine.refine)
 app.add_typer(run.app, name="run")
 app.add_typer(job.app, name="job")
+app.command("export")(export.export_command)
 
 
 def main() -> None:
