@@ -25,13 +25,13 @@ import math
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from extraction import codebook, jobs
+from extraction import codebook, jobs, values
 from extraction.errors import NotFoundError, ValidationError
 from extraction.models import (
     Document,
@@ -64,12 +64,9 @@ __all__ = [
     "truths_by_cell",
 ]
 
-_TRUE = {"true", "yes", "y", "1", "t"}
-_FALSE = {"false", "no", "n", "0", "f"}
 _ISO_PARTIAL = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
-_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
 MULTI_SEPARATOR = ";"
-OTHER = "other"
+OTHER = values.OTHER
 MAX_SOURCE_LENGTH = 32
 
 
@@ -84,66 +81,44 @@ def _fail(variable: Variable, raw: Any, why: str) -> ValidationError:
     )
 
 
-def _category(variable: Variable, raw: Any) -> str:
-    text = str(raw).strip()
+def _choices(variable: Variable) -> str:
     allowed = list(variable.categories or [])
-    for category in allowed:
-        if category.casefold() == text.casefold():
-            return category
-    if variable.allow_other and text.casefold() == OTHER:
-        return OTHER
-    choices = ", ".join(repr(c) for c in allowed) + (f", {OTHER!r}" if variable.allow_other else "")
-    raise _fail(variable, raw, f"choose one of {choices}")
+    return ", ".join(repr(c) for c in allowed) + (f", {OTHER!r}" if variable.allow_other else "")
 
 
-def _number(variable: Variable, raw: Any) -> int | float:
-    if isinstance(raw, bool):
-        raise _fail(variable, raw, "a yes/no answer is not a number")
-    if isinstance(raw, (int, float)):
-        value = float(raw)
-    else:
-        text = str(raw).strip().replace(" ", "").replace("_", "").replace("\u00a0", "")
-        if _THOUSANDS.match(text):
-            text = text.replace(",", "")
-        try:
-            value = float(text)
-        except ValueError:
-            unit = f" in {variable.unit}" if variable.unit else ""
-            raise _fail(variable, raw, f"write a plain number{unit}, e.g. 1200 or 12.5") from None
-    if not math.isfinite(value):
-        raise _fail(variable, raw, "the number must be finite")
-    return int(value) if value.is_integer() and abs(value) < 2**53 else value
+def _hint(variable: Variable) -> str:
+    """What a reviewer should type for this variable, for error messages."""
+    vtype = variable.type
+    if vtype is VariableType.NUMBER:
+        unit = f" in {variable.unit}" if variable.unit else ""
+        return f"write a plain number{unit}, e.g. 1200 or 12.5"
+    if vtype is VariableType.DATE:
+        return "use ISO 8601: YYYY, YYYY-MM or YYYY-MM-DD"
+    if vtype is VariableType.BOOLEAN:
+        return "answer true or false (yes/no)"
+    if vtype is VariableType.CATEGORY:
+        several = f" (several: separate them with '{MULTI_SEPARATOR}')" \
+            if variable.multi_select else ""
+        return f"choose one of {_choices(variable)}{several}"
+    return "write plain text"
 
 
-def _date(variable: Variable, raw: Any) -> str:
-    if isinstance(raw, datetime):
-        return raw.date().isoformat()
-    if isinstance(raw, date):
-        return raw.isoformat()
-    text = str(raw).strip()
-    match = _ISO_PARTIAL.match(text)
-    hint = "use ISO 8601: YYYY, YYYY-MM or YYYY-MM-DD"
-    if not match:
-        raise _fail(variable, raw, hint)
-    year, month, day = match.groups()
+def _date(variable: Variable, raw: Any) -> str | None:
+    """A date via :func:`extraction.values.normalize_date`, refusing what it would guess.
+
+    The extraction side keeps only the year of an ambiguous ``03/04/2021``; a reviewer's
+    correction must say what they mean instead, so that case is an error here.
+    """
     try:
-        date(int(year), int(month or 1), int(day or 1))
+        value = values.normalize_date(raw)
     except ValueError:
-        raise _fail(variable, raw, f"no such date ({hint})") from None
-    return text
-
-
-def _boolean(variable: Variable, raw: Any) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    if isinstance(raw, (int, float)) and raw in (0, 1):
-        return bool(raw)
-    text = str(raw).strip().casefold()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise _fail(variable, raw, "answer true or false (yes/no)")
+        why = "no such date; " if isinstance(raw, str) and _ISO_PARTIAL.match(raw.strip()) \
+            else ""
+        raise _fail(variable, raw, why + _hint(variable)) from None
+    if value is not None and len(value) == 4 and isinstance(raw, str) \
+            and len(re.findall(r"\d+", raw)) > 1:
+        raise _fail(variable, raw, "day and month are ambiguous; " + _hint(variable))
+    return value
 
 
 def _split_multi(raw: Any) -> list[Any]:
@@ -163,7 +138,11 @@ def _split_multi(raw: Any) -> list[Any]:
 def normalise_value(variable: Variable, raw: Any) -> Any:
     """Check ``raw`` against the variable's type and categories and return its canonical form.
 
-    ``None`` (and blank text) stands for "not stated in the document" and is returned as is.
+    The rules are those of :mod:`extraction.values` (the ones extracted values follow), so a
+    correction and an extraction of the same thing compare equal — with two differences for
+    people: an ambiguous day/month order is an error instead of a bare year, and several
+    categories may be typed as ``"a; b"`` or a JSON list. Blank text and placeholders such as
+    ``N/A`` or ``not stated`` stand for "not stated in the document" (``None``).
 
     Args:
         variable: the codebook variable the value belongs to.
@@ -172,32 +151,29 @@ def normalise_value(variable: Variable, raw: Any) -> Any:
     Returns:
         The value as it is stored: ``str`` for TEXT and DATE (ISO 8601, partial allowed),
         the category's own spelling for CATEGORY (a list for multi-select, in codebook
-        order), ``int``/``float`` for NUMBER, ``bool`` for BOOLEAN.
+        order), ``float`` for NUMBER, ``bool`` for BOOLEAN; ``None`` for "not stated".
 
     Raises:
         ValidationError: the value does not fit the type or is not one of the categories
             (``field`` is ``corrected_value``; the message names the variable and the rule).
     """
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
+    if values.is_absent(raw):
         return None
     vtype = variable.type
-    if vtype is VariableType.TEXT:
-        if isinstance(raw, (dict, list)):
-            raise _fail(variable, raw, "write plain text")
-        return str(raw).strip()
-    if vtype is VariableType.NUMBER:
-        return _number(variable, raw)
     if vtype is VariableType.DATE:
         return _date(variable, raw)
-    if vtype is VariableType.BOOLEAN:
-        return _boolean(variable, raw)
-    if variable.multi_select:
-        chosen = {_category(variable, part) for part in _split_multi(raw)}
-        if not chosen:
-            return None
-        order = list(variable.categories or []) + [OTHER]
-        return sorted(chosen, key=order.index)
-    return _category(variable, raw)
+    try:
+        if vtype is VariableType.CATEGORY and variable.multi_select:
+            chosen = values.normalize_categories(
+                _split_multi(raw), list(variable.categories or []),
+                allow_other=variable.allow_other)
+            if not chosen:
+                return None
+            order = list(variable.categories or []) + [OTHER]
+            return sorted(set(chosen), key=order.index)
+        return values.normalize_value(variable, raw)
+    except ValueError:
+        raise _fail(variable, raw, _hint(variable)) from None
 
 
 def _comparable(variable: Variable, value: Any) -> Any:

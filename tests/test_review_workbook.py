@@ -136,7 +136,7 @@ def test_invalid_rows_are_all_reported_and_nothing_is_imported(
     path = export_review_workbook(session, s.job.id, tmp_path / "review.xlsx").path
     _fill(path, {
         ("doc0.txt", "sponsor"): ("yes", None, None),  # fine on its own
-        ("doc0.txt", "enrollment"): ("no", "about 40", None),
+        ("doc0.txt", "enrollment"): ("no", "lots", None),
         ("doc1.txt", "phase"): ("no", "Phase 9", None),
         ("doc2.txt", "randomised"): ("perhaps", None, None),
         ("doc2.txt", "sponsor"): (None, None, "looks odd"),
