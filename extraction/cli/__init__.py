@@ -9,6 +9,7 @@ from extraction.cli import codebook, db, project, variable
 from extraction.cli import prompt
 from extraction.cli import feedback, refine, review, scorecard
 from extraction.cli import job, run
+from extraction.cli import llm
 from extraction.cli import export
 from extraction.cli._common import ProblemGroup
 
@@ -40,6 +41,7 @@ app.command("scorecard")(scorecard.scorecard)
 prompt.app.command("refine")(refine.refine)
 app.add_typer(run.app, name="run")
 app.add_typer(job.app, name="job")
+app.add_typer(llm.app, name="llm")
 app.command("export")(export.export_command)
 
 
