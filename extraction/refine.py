@@ -641,6 +641,8 @@ def refine_prompts(
     report = RefinementReport(project=proj.name, dry_run=dry_run, skipped=skipped)
     if not plans:
         return report
+    if isinstance(ask, LLMAsk) and ask.model is None:
+        ask.model = (proj.settings or {}).get("model")  # the project's model, as runs use
     answers = _run(_propose_then_close(ask, plans))
     report.results = apply_proposals(session, plans, answers, dry_run=dry_run)
     return report

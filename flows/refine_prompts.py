@@ -25,6 +25,7 @@ def refine_prompts(
     job: str | None = None,
     variables: list[str] | None = None,
     dry_run: bool = False,
+    model: str | None = None,
 ) -> dict[str, Any]:
     """Rewrite the prompt of every variable that has new corrections, with the LLM.
 
@@ -39,8 +40,11 @@ def refine_prompts(
         job: Learn only from corrections on this job's extractions (id or id prefix).
         variables: Refine only these variables (names).
         dry_run: Propose the new versions and show their diffs; store nothing.
+        model: The LLM that rewrites the prompts. Default: the project's model setting, else
+            EXTRACTFLOW_LLM_MODEL.
     """
-    report, markdown = refine(project, job=job, variables=variables, dry_run=dry_run)
+    report, markdown = refine(project, job=job, variables=variables, dry_run=dry_run,
+                              model=model)
     refined = sum(1 for r in report["results"] if not r["error"])
     create_markdown_artifact(
         key=_artifact_key(report["project"], dry_run),

@@ -25,11 +25,12 @@ def refine(
     job: str | None = None,
     variables: list[str] | None = None,
     dry_run: bool = False,
+    model: str | None = None,
 ) -> tuple[dict[str, Any], str]:
     """Rewrite the prompts of variables with new corrections; returns the report and Markdown."""
     settings = get_settings()
     with session_scope() as session:
-        report = refine_prompts(session, project, llm_ask(settings), job=job,
+        report = refine_prompts(session, project, llm_ask(settings, model=model), job=job,
                                 variables=variables, dry_run=dry_run, settings=settings)
         return report_to_dict(report), report_markdown(report)
 

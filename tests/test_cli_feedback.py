@@ -118,3 +118,61 @@ def test_scorecard_shows_old_and_new_values(session: Session) -> None:
     data = run_cli("scorecard", "trials", "--json").json()
     assert data["latest_sample"]["counts"]["fixed"] == 1
     assert run_cli("scorecard", "ghost").exit_code == 3
+
+
+def _refinable(session: Session):  # type: ignore[no-untyped-def]
+    s = make_sample(session)
+    for name, right in (("phase", "Phase 1"), ("enrollment", 250)):
+        run_cli("feedback", "add", str(s.cells[(0, name)].id), "--value", str(right))
+    return s
+
+
+def _rewrite(request):  # type: ignore[no-untyped-def]
+    block = request.user_text.split("<<<\n", 1)[1].split("\n>>>", 1)[0]
+    return {"instruction_block": block + "\n- Prefer the title.", "rationale": "see title"}
+
+
+def test_prompt_refine_through_the_cli(session: Session, fake_llm) -> None:  # type: ignore[no-untyped-def]
+    from tests.fake_llm_server import ScriptedResponder
+
+    _refinable(session)
+    fake_llm.responder = ScriptedResponder().when("Rewrite the instruction block", _rewrite,
+                                                  where="system")
+    out = run_cli("prompt", "refine", "trials", "--variable", "phase")
+    assert out.exit_code == 0, out.stderr
+    assert "phase: v1 is now v2 (refined from 1 correction(s); 1 of 1 worked" in out.stdout
+    assert "refined from 1 correction(s) of prompt v1 (doc0.txt): see title" in out.stdout
+    assert "---" not in out.stdout  # the diff is for dry runs; `prompt diff` shows it after
+    history = run_cli("prompt", "history", "trials", "phase", "--json").json()
+    assert [(h["version"], h["origin"]) for h in history] == [(1, "generated"), (2, "refined")]
+    assert "- Prefer the title." in history[1]["user_template"]
+    assert fake_llm.total_requests == 1
+    assert fake_llm.chat_requests[0].model == "fake-model"
+
+    missing = run_cli("prompt", "refine", "trials", "--model", "other-model", "--json")
+    assert missing.exit_code == 10 and missing.json()["error"]["status_code"] == 404
+    fake_llm.models = ["fake-model", "other-model"]
+    data = run_cli("prompt", "refine", "trials", "--json", "--model", "other-model").json()
+    assert [r["variable"] for r in data["results"]] == ["enrollment"]  # phase: nothing new
+    assert data["results"][0]["to_version"] == 2 and "phase" in data["skipped"]
+    assert fake_llm.chat_requests[-1].model == "other-model"
+    again = run_cli("prompt", "refine", "trials")
+    assert again.exit_code == 0 and "nothing to refine" in again.stdout
+
+
+def test_prompt_refine_errors(session: Session, fake_llm) -> None:  # type: ignore[no-untyped-def]
+    _refinable(session)
+    fake_llm.fail_next(8, "500")  # more than the retries of both requests
+    failed = run_cli("prompt", "refine", "trials")
+    assert failed.exit_code == 1
+    assert "phase: not refined" in failed.stdout and "500" in failed.stdout
+    assert run_cli("prompt", "history", "trials", "phase", "--json").json()[-1]["version"] == 1
+
+    fake_llm.reset()
+    fake_llm.fail_next(1, "401")
+    fatal = run_cli("prompt", "refine", "trials")
+    assert fatal.exit_code == 10 and "LLM provider problem" in fatal.stderr
+    assert "Traceback" not in fatal.stderr + fatal.stdout
+    assert run_cli("prompt", "refine", "ghost").exit_code == 3
+    unknown = run_cli("prompt", "refine", "trials", "--variable", "nope")
+    assert unknown.exit_code == 3 and "has no variable 'nope'" in unknown.stderr

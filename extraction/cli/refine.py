@@ -33,16 +33,24 @@ def refine(
         "--variable", help="Only this variable (repeat for several).")] = None,
     job: Annotated[str | None, typer.Option(
         "--job", help="Learn only from corrections on this job's extractions.")] = None,
+    model: Annotated[str | None, typer.Option(
+        "--model", help="The LLM that rewrites the prompts (default: the project's model, "
+        "else EXTRACTFLOW_LLM_MODEL).")] = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Rewrite, with the LLM, the prompt of each variable that has new corrections."""
+    """Rewrite, with the LLM, the prompt of each variable that has new corrections.
+
+    Exit code 1 when the rewrite of some variable failed (the others are stored).
+    """
     settings = get_settings()
     with db_session() as s:
-        report = refine_prompts(s, project, llm_ask(settings), job=job,
+        report = refine_prompts(s, project, llm_ask(settings, model=model), job=job,
                                 variables=variable or None, dry_run=dry_run, settings=settings)
         data = report_to_dict(report)
     if json_out:
         emit_json(data)
+        if report.failed:
+            raise typer.Exit(1)
         return
     if not report.results:
         console.print("No variable has new corrections: nothing to refine.")
@@ -63,3 +71,5 @@ def refine(
                       markup=False)
     if dry_run and report.refined:
         console.print("Nothing was stored (dry run). Run without --dry-run to store these.")
+    if report.failed:  # the others were stored; say so through the exit code too
+        raise typer.Exit(1)
