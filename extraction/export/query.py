@@ -10,10 +10,11 @@ Which value is exported (the selection rule):
   failed in the latest run is exported as failed rather than papered over with a value an
   older prompt produced. Jobs that are not COMPLETE (running, failed, cancelled) never count.
 
-Only the selected rows leave the database (the ranking runs in SQL as a window function, on
-SQLite and PostgreSQL alike), streamed with ``yield_per`` (a server-side cursor on PostgreSQL),
-typed in Python (:mod:`extraction.export.values`) and appended to a DuckDB table as Arrow
-record batches. Document texts are never read unless ``include_document_text`` is asked, so
+Only the selected rows leave the database: the ranking runs in SQL as a window function, on
+SQLite and PostgreSQL alike (skipped when the project has a single COMPLETE job, the common
+case, where it would change nothing). Rows are streamed with ``yield_per`` (a server-side
+cursor on PostgreSQL) in their raw database form, typed in Python
+(:mod:`extraction.export.values`) and appended to a DuckDB table as Arrow record batches. Document texts are never read unless ``include_document_text`` is asked, so
 memory follows the number of extractions, not the size of the corpus.
 """
 
