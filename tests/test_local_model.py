@@ -199,11 +199,11 @@ def test_busy_port_is_refused_before_starting_anything(
 
 
 def test_port_taken_during_start_is_reported_as_busy(
-    fake_python: Path, fake_model: Path, monkeypatch: pytest.MonkeyPatch
+    fake_python: Path, fake_model: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("FAKE_LLAMA_BEHAVIOUR", "busy")
     with pytest.raises(LocalModelError, match=r"port \d+ is already in use"):
-        start_local_server(model_path=fake_model, python=str(fake_python))
+        start_local_server(model_path=fake_model, python=str(fake_python), log_path=tmp_path / "l")
 
 
 # ---- the server process -----------------------------------------------------------------------
@@ -262,11 +262,11 @@ def test_plain_launcher_and_explicit_log(
 
 
 def test_server_that_exits_during_start_shows_its_output(
-    fake_python: Path, fake_model: Path, monkeypatch: pytest.MonkeyPatch
+    fake_python: Path, fake_model: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("FAKE_LLAMA_BEHAVIOUR", "missing")
     with pytest.raises(LocalModelError) as info:
-        start_local_server(model_path=fake_model, python=str(fake_python))
+        start_local_server(model_path=fake_model, python=str(fake_python), log_path=tmp_path / "l")
     message = info.value.detail
     assert "exited with code 1 during start-up" in message
     assert "No module named 'llama_cpp'" in message
@@ -274,11 +274,11 @@ def test_server_that_exits_during_start_shows_its_output(
 
 
 def test_crash_at_start_points_at_the_native_build(
-    fake_python: Path, fake_model: Path, monkeypatch: pytest.MonkeyPatch
+    fake_python: Path, fake_model: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("FAKE_LLAMA_BEHAVIOUR", "segv")
     with pytest.raises(LocalModelError, match="-march=native") as info:
-        start_local_server(model_path=fake_model, python=str(fake_python))
+        start_local_server(model_path=fake_model, python=str(fake_python), log_path=tmp_path / "l")
     assert "loading model..." in info.value.detail
 
 
