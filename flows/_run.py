@@ -204,14 +204,6 @@ async def _extract_stage(job_id: uuid.UUID, settings: Settings, stop: asyncio.Ev
             "has 0 slots: no LLM call can be made"
         )
     limiter = combine(process_limiter(settings.llm_concurrency), rate_bucket(settings))
-    client, extractor = build_extractor(settings, plan, limiter)
-    per_doc_calls = 1 if plan.mode == "per_document" else max(1, len(plan.variables))
-    in_flight_docs = -(-slots // per_doc_calls) + max(2, slots // 4)
-    runner = ChunkRunner(
-        plan, extractor, session_factory=session_scope, documents_in_flight=in_flight_docs,
-        batch_documents=settings.documents_per_chunk,
-        flush_seconds=settings.progress_flush_seconds, stop=stop, check_written=resumed,
-    )
 
     def waiting() -> None:
         _log(job_id, "waiting_for_slots",
@@ -220,14 +212,34 @@ async def _extract_stage(job_id: uuid.UUID, settings: Settings, stop: asyncio.Ev
              level=LogLevel.WARNING)
 
     lease = slot_lease(settings, slots, on_wait=lambda: asyncio.to_thread(waiting))
-    artifact_id = await acreate_progress_artifact(
-        progress=await asyncio.to_thread(_progress, job_id),
-        key=f"job-{str(job_id)[:8]}-progress",
-        description=f"Documents processed by job {job_id}",
-    )
-    pending: set[asyncio.Future[ChunkOutcome]] = set()
-    queue = list(enumerate(chunks))
+    # The stage holds the lease from here to the end (chunks share it), and asks for it while
+    # the engine is built: a process's first acquisition and first import of the LLM stack
+    # each take seconds, so they overlap instead of adding up.
+    entering = asyncio.ensure_future(lease.__aenter__())
     try:
+        client, extractor = await asyncio.to_thread(build_extractor, settings, plan, limiter)
+    except BaseException:
+        entering.cancel()
+        with contextlib.suppress(BaseException):
+            await entering
+        await lease.close()
+        raise
+    pending: set[asyncio.Future[ChunkOutcome]] = set()
+    try:
+        await entering
+        per_doc_calls = 1 if plan.mode == "per_document" else max(1, len(plan.variables))
+        in_flight_docs = -(-slots // per_doc_calls) + max(2, slots // 4)
+        runner = ChunkRunner(
+            plan, extractor, session_factory=session_scope, documents_in_flight=in_flight_docs,
+            batch_documents=settings.documents_per_chunk,
+            flush_seconds=settings.progress_flush_seconds, stop=stop, check_written=resumed,
+        )
+        artifact_id = await acreate_progress_artifact(
+            progress=await asyncio.to_thread(_progress, job_id),
+            key=f"job-{str(job_id)[:8]}-progress",
+            description=f"Documents processed by job {job_id}",
+        )
+        queue = list(enumerate(chunks))
         while queue or pending:
             while queue and len(pending) < settings.chunks_in_flight and not stop.is_set() \
                     and runner.fatal is None:
@@ -248,6 +260,8 @@ async def _extract_stage(job_id: uuid.UUID, settings: Settings, stop: asyncio.Ev
             future.cancel()
         with contextlib.suppress(BaseException):
             await asyncio.gather(*pending, return_exceptions=True)
+        if entering.done() and not entering.cancelled() and entering.exception() is None:
+            await lease.__aexit__(None, None, None)
         await lease.close()
         await _close(client)
     return total

@@ -23,9 +23,9 @@ __all__ = ["VARIABLES", "make_project", "trial_text", "add_trial_documents", "po
 def trial_text(index: int) -> str:
     """A short trial report; every value differs with ``index``."""
     return (
-        f"Report {index}. The trial was sponsored by Sponsor{index} Labs.\n"
-        f"It is a Phase {index % 3 + 1} study.\n"
+        f"Sponsor{index} Labs sponsored this trial.\n"
         f"In total {100 + index} participants were enrolled.\n"
+        f"It is a Phase {index % 3 + 1} study.\n"
         f"The trial started on 2024-{index % 12 + 1:02d}-15.\n"
         "Participants were randomised: yes.\n"
     )
