@@ -24,6 +24,7 @@ import json
 import math
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -61,6 +62,7 @@ __all__ = [
     "normalise_value",
     "record_feedback",
     "same_value",
+    "store_checked",
     "truths_by_cell",
 ]
 
@@ -335,29 +337,50 @@ def record_feedback(
     """
     row = get_extraction(session, extraction)
     value = check_feedback(row, is_correct=is_correct, corrected_value=corrected_value)
+    return store_checked(session, [(row, is_correct, value, comment)], source=source)[0]
+
+
+_ID_BATCH = 1000
+
+
+def store_checked(
+    session: Session,
+    verdicts: Sequence[tuple[Extraction, bool, Any, str]],
+    *,
+    source: str = "cli",
+) -> list[RecordOutcome]:
+    """Store verdicts already passed through :func:`check_feedback`, in one flush.
+
+    Each item is ``(extraction, is_correct, checked corrected value, comment)``. The
+    one-verdict-per-extraction-and-source rule is applied here, with the existing rows looked
+    up in batches, so a workbook of thousands of rows costs a few queries, not one per row.
+    """
     source = (source or "cli").strip()[:MAX_SOURCE_LENGTH]
-    comment = (comment or "").strip()
-    existing = session.scalar(
-        select(ExtractionFeedback).where(
-            ExtractionFeedback.extraction_id == row.id, ExtractionFeedback.source == source
-        )
-    )
-    if existing is None:
-        feedback = ExtractionFeedback(
-            extraction_id=row.id, is_correct=is_correct, corrected_value=value,
-            comment=comment, source=source,
-        )
-        session.add(feedback)
-        session.flush()
-        return RecordOutcome(feedback, "created")
-    if (existing.is_correct, existing.corrected_value, existing.comment) == (
-            is_correct, value, comment):
-        return RecordOutcome(existing, "unchanged")
-    existing.is_correct = is_correct
-    existing.corrected_value = value
-    existing.comment = comment
+    ids = [row.id for row, *_ in verdicts]
+    existing: dict[uuid.UUID, ExtractionFeedback] = {}
+    for start in range(0, len(ids), _ID_BATCH):
+        existing.update((fb.extraction_id, fb) for fb in session.scalars(
+            select(ExtractionFeedback).where(
+                ExtractionFeedback.extraction_id.in_(ids[start:start + _ID_BATCH]),
+                ExtractionFeedback.source == source)))
+    outcomes = []
+    for row, is_correct, value, comment in verdicts:
+        comment = (comment or "").strip()
+        found = existing.get(row.id)
+        if found is None:
+            found = ExtractionFeedback(extraction_id=row.id, is_correct=is_correct,
+                                       corrected_value=value, comment=comment, source=source)
+            session.add(found)
+            existing[row.id] = found
+            outcomes.append(RecordOutcome(found, "created"))
+        elif (found.is_correct, found.corrected_value, found.comment) == (
+                is_correct, value, comment):
+            outcomes.append(RecordOutcome(found, "unchanged"))
+        else:
+            found.is_correct, found.corrected_value, found.comment = is_correct, value, comment
+            outcomes.append(RecordOutcome(found, "updated"))
     session.flush()
-    return RecordOutcome(existing, "updated")
+    return outcomes
 
 
 # --------------------------------------------------------------------------- reading

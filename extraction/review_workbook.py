@@ -31,6 +31,7 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Alignment, Font, PatternFill, Protection
 from openpyxl.utils import get_column_letter, quote_sheetname
 from openpyxl.utils.exceptions import InvalidFileException
+from openpyxl.worksheet.cell_range import MultiCellRange
 from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.worksheet import Worksheet
 from sqlalchemy import select
@@ -43,8 +44,8 @@ from extraction.feedback import (
     effective_feedback,
     format_value,
     get_job,
-    record_feedback,
     same_value,
+    store_checked,
 )
 from extraction.models import Document, Extraction, ProcessingJob, Variable, VariableType
 
@@ -86,6 +87,7 @@ _WIDTHS = {"document": 28, "variable": 18, "type": 10, "value": 28, "status": 10
            "comment": 40}
 _YES = {"yes", "y", "true", "correct", "ok", "1", "✓", "x"}
 _NO = {"no", "n", "false", "wrong", "incorrect", "0", "✗"}
+_ID_BATCH = 1000
 _MAX_CELL = 32_000  # Excel holds at most 32,767 characters per cell
 _EDIT_FILL = PatternFill("solid", fgColor="FFF2CC")
 _GUIDE = (
@@ -121,6 +123,17 @@ def _put_text(ws: Worksheet, row: int, col: int, text: str | None) -> None:
 
 
 # --------------------------------------------------------------------------- export
+
+
+def _row_ranges(letter: str, rows: list[int]) -> str:
+    """``K2:K4 K9`` for rows 2, 3, 4 and 9 of column K (rows ascending)."""
+    spans: list[list[int]] = []
+    for row in rows:
+        if spans and row == spans[-1][1] + 1:
+            spans[-1][1] = row
+        else:
+            spans.append([row, row])
+    return " ".join(f"{letter}{a}" if a == b else f"{letter}{a}:{letter}{b}" for a, b in spans)
 
 
 @dataclass(frozen=True)
@@ -218,6 +231,7 @@ def export_review_workbook(
         choice_dvs[variable.id] = dv
 
     prefilled = 0
+    choice_rows: dict[uuid.UUID, list[int]] = {}
     for r, cell in enumerate(cells, start=2):
         variable = cell.variable
         _put_text(ws, r, _COL["extraction_id"], str(cell.id))
@@ -243,10 +257,15 @@ def export_review_workbook(
             target.protection = Protection(locked=False)
             target.fill = _EDIT_FILL
             target.number_format = "@"  # keep "2020-05" and "007" as typed
-        correct_dv.add(ws.cell(row=r, column=_COL["correct"]).coordinate)
         if variable.id in choice_dvs:
-            choice_dvs[variable.id].add(ws.cell(row=r, column=_COL["corrected"]).coordinate)
+            choice_rows.setdefault(variable.id, []).append(r)
 
+    # Ranges are set in one go: adding cells one by one is quadratic in openpyxl.
+    correct_letter = get_column_letter(_COL["correct"])
+    correct_dv.sqref = MultiCellRange(f"{correct_letter}2:{correct_letter}{len(cells) + 1}")
+    for variable_id, rows in choice_rows.items():
+        choice_dvs[variable_id].sqref = MultiCellRange(
+            _row_ranges(get_column_letter(_COL["corrected"]), rows))
     for key, width in _WIDTHS.items():
         ws.column_dimensions[get_column_letter(_COL[key])].width = width
     ws.column_dimensions["A"].hidden = True
@@ -328,16 +347,22 @@ def _text(value: Any) -> str:
     return str(value).strip()
 
 
-def _open(path: Path) -> Worksheet:
+def _open(path: Path) -> Any:
+    """The workbook, read-only (fast, streaming); its Review sheet is checked by :func:`_sheet`."""
     if not path.is_file():
         raise ValidationError(f"no workbook at {path}", field="path", instance=str(path))
     try:
-        wb = load_workbook(path, data_only=True)
+        wb = load_workbook(path, data_only=True, read_only=True)
     except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError) as exc:
         raise ValidationError(
             f"{path.name} is not a readable .xlsx workbook ({exc.__class__.__name__}: {exc})",
             field="path", instance=str(path),
         ) from exc
+    return wb
+
+
+def _sheet(wb: Any, path: Path) -> Any:
+    """The Review sheet, after checking that it exists and its header row is intact."""
     if REVIEW_SHEET not in wb.sheetnames:
         raise ValidationError(
             f"{path.name} has no sheet '{REVIEW_SHEET}' (it has: "
@@ -346,8 +371,11 @@ def _open(path: Path) -> Worksheet:
             field=REVIEW_SHEET, instance=str(path),
         )
     ws = wb[REVIEW_SHEET]
+    first = next(ws.iter_rows(min_row=1, max_row=1, max_col=len(COLUMNS), values_only=True),
+                 ())
+    first = tuple(first) + (None,) * (len(COLUMNS) - len(first))
     for key, header in COLUMNS:
-        found = _text(ws.cell(row=1, column=_COL[key]).value)
+        found = _text(first[_COL[key] - 1])
         if found.casefold() != header.casefold():
             letter = get_column_letter(_COL[key])
             seen = f"'{found}'" if found else "an empty cell"
@@ -369,13 +397,22 @@ def read_review_workbook(path: str | Path) -> tuple[list[ReviewRow], int, list[d
         ValidationError: the file is not an xlsx workbook, has no ``Review`` sheet, or its
             header row was edited (``field`` names the sheet or the header cell).
     """
-    ws = _open(Path(path))
+    path = Path(path)
+    wb = _open(path)
+    try:
+        return _read_rows(_sheet(wb, path))
+    finally:
+        wb.close()  # a read-only workbook holds the file open until closed
+
+
+def _read_rows(ws: Any) -> tuple[list[ReviewRow], int, list[dict[str, Any]]]:
     rows: list[ReviewRow] = []
     problems: list[dict[str, Any]] = []
     blank = 0
     seen: dict[uuid.UUID, int] = {}
     for r, values in enumerate(ws.iter_rows(min_row=2, max_col=len(COLUMNS),
                                             values_only=True), start=2):
+        values = tuple(values) + (None,) * (len(COLUMNS) - len(values))
         cell = dict(zip((k for k, _ in COLUMNS), values))
         verdict = _text(cell["correct"]).casefold()
         corrected = cell["corrected"]
@@ -445,9 +482,12 @@ def import_review_workbook(
     path = Path(path)
     rows, blank, problems = read_review_workbook(path)
     report = ImportReport(path=path, rows=len(rows) + blank, blank=blank)
-    found = {e.id: e for e in session.scalars(
-        select(Extraction).where(Extraction.id.in_([r.extraction_id for r in rows]))
-        .options(selectinload(Extraction.variable)))} if rows else {}
+    found: dict[uuid.UUID, Extraction] = {}
+    ids = [r.extraction_id for r in rows]
+    for start in range(0, len(ids), _ID_BATCH):  # bounded IN lists (SQLite caps parameters)
+        found.update((e.id, e) for e in session.scalars(
+            select(Extraction).where(Extraction.id.in_(ids[start:start + _ID_BATCH]))
+            .options(selectinload(Extraction.variable), selectinload(Extraction.job))))
     project_ids = {e.job.project_id for e in found.values()}
     current: dict[uuid.UUID, Any] = {}
     for pid in project_ids:
@@ -470,6 +510,7 @@ def import_review_workbook(
     if problems:
         _raise_problems(path, problems)
 
+    to_store = []
     for row, extraction, value in checked:
         verdict = current.get(extraction.id)
         if verdict is not None and verdict.is_correct == row.is_correct \
@@ -478,10 +519,9 @@ def import_review_workbook(
                                                   verdict.corrected_value, value)):
             report.unchanged += 1
             continue
-        outcome = record_feedback(session, extraction, is_correct=row.is_correct,
-                                  corrected_value=value, comment=row.comment, source=source)
+        to_store.append((extraction, row.is_correct, value, row.comment))
+    for outcome in store_checked(session, to_store, source=source):
         setattr(report, outcome.action, getattr(report, outcome.action) + 1)
         report.feedback_ids.append(outcome.feedback.id)
-    session.flush()
     return report
 
