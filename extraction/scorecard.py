@@ -176,13 +176,15 @@ def _cells_on_truths(
 ) -> list[Extraction]:
     if not truths:
         return []
-    doc_ids = {d for d, _ in truths}
+    doc_ids = sorted({d for d, _ in truths})
     var_ids = {v for _, v in truths}
-    rows = session.scalars(
-        select(Extraction)
-        .where(Extraction.document_id.in_(doc_ids), Extraction.variable_id.in_(var_ids))
-        .order_by(Extraction.created_at)
-    )
+    rows: list[Extraction] = []
+    for start in range(0, len(doc_ids), 1000):  # bounded IN lists
+        rows += session.scalars(
+            select(Extraction)
+            .where(Extraction.document_id.in_(doc_ids[start:start + 1000]),
+                   Extraction.variable_id.in_(var_ids)))
+    rows.sort(key=lambda e: (as_utc(e.created_at), str(e.id)))
     return [e for e in rows if (e.document_id, e.variable_id) in truths]
 
 
