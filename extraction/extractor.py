@@ -340,7 +340,7 @@ class Extractor:
         grounding = ground(answer.evidence, document.text, document.page_offsets,
                            window=(call.chunk.start, call.chunk.end))
         confidence = combine(answer.confidence, found=True, grounded=grounding.grounded,
-                             token_probability=probability)
+                             token_probability=probability, contradicted=answer.contradicted)
         position = grounding.start if grounding.grounded else call.chunk.start
         return chunking.ChunkAnswer(index, "found", confidence=confidence,
                                     grounded=grounding.grounded, position=position,

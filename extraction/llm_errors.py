@@ -7,9 +7,10 @@ Classes of failure (the LLM client and the extractor act on them):
 * **context too long** — a 400 saying the prompt exceeds the model's window:
   :class:`ContextLengthError`, so the extractor can split the document and try again;
 * **fatal** — 401/403 (credentials), 404 (unknown model or wrong base URL), and a 400 that
-  rejects the structured-output feature itself (tools / response_format) or logprobs: every
-  document would fail the same way, so the error carries ``extra["fatal"] = True`` and the run
-  stops;
+  rejects the structured-output feature itself (tools / response_format) or logprobs, or a 5xx
+  that is a request validation error in disguise (llama-cpp-python's server answers an
+  unsupported ``response_format`` with HTTP 500): every document would fail the same way, so
+  the error carries ``extra["fatal"] = True`` and the run stops;
 * **invalid output** — the model answered, but not with valid structured output even after
   the bounded re-asks: :class:`InvalidOutputError`, confined to that call;
 * anything else (another 400, 409, 422 …) fails the call at once, not fatal.
@@ -63,6 +64,11 @@ _FEATURE_RE = re.compile(
     re.IGNORECASE,
 )
 
+#: A 5xx that is really a rejected request: llama-cpp-python answers HTTP 500 with its request
+#: validation errors (e.g. ``'loc': ('body', 'response_format', 'type')`` for json_schema).
+_REQUEST_REJECTED_RE = re.compile(
+    r"'body',|\bresponse_format\b|\bjson_schema\b|\btool_choice\b", re.IGNORECASE)
+
 
 class ContextLengthError(LLMError):
     """The prompt does not fit the model's context window (split the document and retry)."""
@@ -111,6 +117,8 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
         return True
     if isinstance(exc, openai.APIStatusError):
+        if exc.status_code >= 500 and _REQUEST_REJECTED_RE.search(provider_message(exc)):
+            return False
         return exc.status_code in RETRYABLE_STATUS
     return False
 
@@ -225,6 +233,10 @@ def classify(
     if status in (400, 422) and "logprob" in message.lower():
         return LLMError(f"{head} — this server does not return logprobs; set "
                         f"EXTRACTFLOW_LLM_REQUEST_LOGPROBS=false ({tries})",
+                        extra=fatal(kwargs), **kwargs)
+    if status >= 500 and _REQUEST_REJECTED_RE.search(message):
+        return LLMError(f"{head} — the server rejected the request format (a 5xx that will "
+                        f"not go away on retry); {MODE_HINT} ({tries})",
                         extra=fatal(kwargs), **kwargs)
     if status in (400, 422) and _FEATURE_RE.search(message):
         return LLMError(f"{head} — the server seems not to support this kind of structured "

@@ -16,9 +16,13 @@ the value off the quote, then judge it.
   enforce it), BOOLEAN → boolean, TEXT → string. Before type checks, :mod:`extraction.values`
   normalises lenient answers (``"1,234"``, ``"March 2021"``, ``"phase 2"``); what it cannot read
   fails validation and the LLM layer re-asks with the message.
-* ``value`` null ⇔ ``status`` not_found. A null value is always not_found (a "found" with nothing
-  in it is an absence); a value with status not_found is contradictory and fails validation
-  (re-asked), because silently keeping either half could keep a guess or drop an answer.
+* ``value`` null ⇔ ``status`` not_found: the value decides. A null value is always not_found (a
+  "found" with nothing in it is an absence). A value with status not_found is kept as found but
+  marked ``contradicted``, and its confidence is halved (see :mod:`extraction.confidence`):
+  dropping the value could lose a right answer, and re-asking rarely helps — measured with the
+  bundled SmolLM2 under a grammar-constrained tool call, which answers ``"status": "not_found",
+  "value": 42`` for "The answer is 42." and does the same when re-asked. Grounding still checks
+  the quote, so a guess with an invented quote ends up at a quarter of its self-confidence.
 * A **required** variable may still be not_found: "required" tells the prompt that most
   documents state it, it never licenses a guess; the absence is stored and shows in reports.
 * ``confidence`` accepts percentages (``85`` or ``"85%"`` → 0.85) and is clamped to 0..1 rather
@@ -39,7 +43,15 @@ import math
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from extraction import values
 from extraction.models import VariableType
@@ -60,7 +72,9 @@ __all__ = [
 FOUND = "found"
 NOT_FOUND = "not_found"
 #: ISO 8601 date, month or year (what DATE answers must look like after normalisation).
-DATE_PATTERN = r"^\d{4}(-\d{2}(-\d{2})?)?$"
+#: ``[0-9]``, not ``\d``: llama-cpp-python's schema-to-grammar converter rejects ``\d`` ("unknown
+#: escape") and its server dies on the request.
+DATE_PATTERN = r"^[0-9]{4}(-[0-9]{2}(-[0-9]{2})?)?$"
 
 _STATUS_ALIASES = {
     "found": FOUND, "stated": FOUND, "present": FOUND, "yes": FOUND, "true": FOUND,
@@ -87,6 +101,7 @@ class VariableAnswer(BaseModel):
     model_config = ConfigDict(extra="ignore", json_schema_extra=_tidy_schema)
 
     variable: ClassVar[VariableInfo]
+    _contradicted: bool = PrivateAttr(default=False)
 
     # No descriptions on the shared keys: the system message states their rules once, and
     # per_document schemas would repeat them for every variable.
@@ -140,14 +155,18 @@ class VariableAnswer(BaseModel):
         return min(1.0, max(0.0, number))
 
     @model_validator(mode="after")
-    def _absence_is_null(self) -> VariableAnswer:
+    def _status_follows_value(self) -> VariableAnswer:
         if self.value is None:
             self.status = NOT_FOUND
         elif self.status == NOT_FOUND:
-            raise ValueError(
-                "status is not_found but value is not null: give value null when the "
-                "document does not say, or status found with the value")
+            self.status = FOUND
+            self._contradicted = True
         return self
+
+    @property
+    def contradicted(self) -> bool:
+        """Whether the model said not_found but still gave a value (kept, confidence lowered)."""
+        return self._contradicted
 
     @property
     def found(self) -> bool:

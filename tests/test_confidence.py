@@ -6,7 +6,12 @@ import math
 
 import pytest
 
-from extraction.confidence import UNGROUNDED_FACTOR, combine, mean_token_probability
+from extraction.confidence import (
+    CONTRADICTION_FACTOR,
+    UNGROUNDED_FACTOR,
+    combine,
+    mean_token_probability,
+)
 
 
 def test_grounded_answer_keeps_the_self_reported_confidence() -> None:
@@ -22,6 +27,12 @@ def test_ungrounded_answer_is_halved() -> None:
 def test_not_found_carries_the_confidence_of_the_absence_claim() -> None:
     assert combine(0.7, found=False, grounded=None) == 0.7
     assert combine(0.7, found=False, grounded=False) == 0.7  # nothing to ground
+
+
+def test_contradicted_status_is_halved_on_top_of_grounding() -> None:
+    assert CONTRADICTION_FACTOR == 0.5
+    assert combine(0.8, found=True, grounded=True, contradicted=True) == 0.4
+    assert combine(0.8, found=True, grounded=False, contradicted=True) == 0.2
 
 
 def test_token_probability_multiplies_in() -> None:

@@ -222,6 +222,16 @@ def test_not_found_is_an_explicit_absence(fake_llm: FakeLLMServer) -> None:
     assert cells["phase"].status is ExtractionStatus.OK
 
 
+def test_a_value_with_status_not_found_is_kept_at_half_confidence(
+        fake_llm: FakeLLMServer) -> None:
+    answers = dict(ANSWERS, enrollment=dict(ANSWERS["enrollment"], status="not_found"))
+    fake_llm.responder = oracle(answers)
+    cell = cells_by_name(extract("per_document"))["enrollment"]
+    assert cell.status is ExtractionStatus.OK and cell.value == 1204.0 and cell.grounded
+    assert cell.self_confidence == 0.8 and cell.confidence == 0.4
+    assert json.loads(cell.raw_answer)["status"] == "not_found", "the raw answer is kept"
+
+
 def test_grounding_gives_offsets_and_pages_in_the_full_text(fake_llm: FakeLLMServer) -> None:
     pages = ["CARDIO-7 report, page one.\nThe trial was funded by Acme Pharma.",
              "Methods.\nParticipants were\nrandomly assigned to drug X or placebo.",

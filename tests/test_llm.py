@@ -357,3 +357,18 @@ def test_context_length_messages_of_several_servers(message, window) -> None:
 
     error = classify(_status_error(400, message), attempts=1)
     assert isinstance(error, ContextLengthError) and error.window == window
+
+
+def test_llama_cpp_python_500_for_an_unsupported_response_format_is_fatal() -> None:
+    import openai
+
+    from extraction.llm_errors import classify, is_retryable
+
+    message = ("1 validation error:\n  {'type': 'literal_error', 'loc': ('body', "
+               "'response_format', 'type'), 'msg': \"Input should be 'text' or 'json_object'\"}")
+    request = httpx.Request("POST", "http://llm.test/v1/chat/completions")
+    exc = openai.InternalServerError("Error code: 500", response=httpx.Response(500,
+                                     request=request), body={"message": message})
+    assert not is_retryable(exc)
+    error = classify(exc, attempts=1)
+    assert error.extra["fatal"] is True and "EXTRACTFLOW_LLM_INSTRUCTOR_MODE" in error.detail

@@ -105,9 +105,10 @@ def test_null_value_is_not_found_even_for_a_required_variable() -> None:
     assert placeholder.status == "not_found" and placeholder.value is None
 
 
-def test_value_with_status_not_found_is_a_validation_error() -> None:
-    with pytest.raises(ValidationError, match="status is not_found but value is not null"):
-        answer_model(ENROLLMENT).model_validate(answer(12, status="not_found"))
+def test_value_with_status_not_found_is_kept_and_marked_contradicted() -> None:
+    parsed = answer_model(ENROLLMENT).model_validate(answer(12, status="not_found"))
+    assert parsed.status == "found" and parsed.value == 12.0 and parsed.contradicted
+    assert not answer_model(ENROLLMENT).model_validate(answer(12)).contradicted
 
 
 @pytest.mark.parametrize(("raw", "expected"), [(0.8, 0.8), (85, 0.85), ("90%", 0.9),
