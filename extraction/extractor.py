@@ -262,7 +262,10 @@ class Extractor:
         max_tokens = min(MAX_MAX_TOKENS, sum(p.max_tokens for p in unit_prompts))
         temperature = min(p.temperature for p in unit_prompts)
         llm_model = unit_prompts[0].model or None
-        schema = json.dumps(model.model_json_schema(), indent=2)
+        # instructor writes the schema into the prompt indented in json/md_json modes; tools
+        # and json_schema send it compactly (some servers do not even render it as tokens).
+        indent = 2 if getattr(self.client, "mode_name", "tools") in ("json", "md_json") else None
+        schema = json.dumps(model.model_json_schema(), indent=indent)
         overhead = (chunking.estimate_tokens(system + "".join(blocks) + schema)
                     + max_tokens + _MESSAGE_OVERHEAD_TOKENS)
         budget = self.settings.llm_context_tokens - overhead
