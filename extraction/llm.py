@@ -15,6 +15,14 @@ attempt is seen, limited and counted. Two kinds of repetition, counted separatel
   the model, at most ``llm_max_reasks`` times; a truncated answer is re-asked with twice the
   ``max_tokens``. Each re-ask is a new request with its own transport retries.
 
+Why not instructor's own retry loop (``max_retries`` on a patched client, 1.17): it retries
+only validation errors and hands transport errors back wrapped in ``InstructorRetryException``
+(so the SDK's status, headers and Retry-After are one level down), raises
+``IncompleteOutputException`` on a truncated answer instead of re-asking, and cannot put a
+limiter around each HTTP attempt. Its building blocks — ``handle_response_model`` (request shaping per mode),
+``process_response_async`` (parsing) and ``handle_reask_kwargs`` (the re-ask messages) — are
+used unchanged, so the wire format per mode is instructor's.
+
 Every request passes through ``limiter`` (entered around each HTTP attempt, never around a
 backoff sleep), so a run can cap in-flight calls and share a rate limit. Usage (prompt and
 completion tokens) is summed over every request that returned, re-asks included, and priced

@@ -38,6 +38,7 @@ llama.cpp's grammar converter all accept. Property titles are dropped to save pr
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Sequence
@@ -215,9 +216,20 @@ def _value_field(variable: VariableInfo) -> tuple[Any, Any]:
     return str | None, Field(description="the text answer; null if not stated")
 
 
-@functools.lru_cache(maxsize=512)
+def _hashable(variable: VariableInfo) -> VariableInfo:
+    """``variable`` with its categories as a tuple (models are cached by variable)."""
+    if isinstance(variable.categories, list):
+        return dataclasses.replace(variable, categories=tuple(variable.categories))
+    return variable
+
+
 def answer_model(variable: VariableInfo) -> type[VariableAnswer]:
     """The answer model of one variable (named after it, so a tool call reads ``phase``)."""
+    return _answer_model(_hashable(variable))
+
+
+@functools.lru_cache(maxsize=512)
+def _answer_model(variable: VariableInfo) -> type[VariableAnswer]:
     model = create_model(
         variable.name,
         __base__=VariableAnswer,
@@ -250,7 +262,7 @@ def document_model(variables: Sequence[VariableInfo]) -> type[DocumentAnswers]:
     names = [v.name for v in variables]
     if len(set(names)) != len(names):
         raise ValueError("variable names must be unique within one response model")
-    return _document_model(tuple(variables))
+    return _document_model(tuple(_hashable(v) for v in variables))
 
 
 def response_model(

@@ -160,3 +160,10 @@ def test_response_model_per_mode() -> None:
         document_model([PHASE, PHASE])
     single = answer_model(PHASE).model_validate(answer("Phase 1"))
     assert answers_by_variable(single, [PHASE]) == {"phase": single}
+
+
+def test_categories_given_as_a_list_still_build_a_model() -> None:
+    listed = VariableInfo(uuid.uuid4(), "arm", "Arm", VariableType.CATEGORY,
+                          categories=["drug", "placebo"])  # type: ignore[arg-type]
+    assert answer_model(listed).model_validate(answer("Drug")).value == "drug"
+    assert list(document_model([listed]).model_json_schema()["properties"]) == ["arm"]
