@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 
 from extraction import db, jobs
 from extraction.models import Extraction, JobKind, JobStatus, LogLevel, ProcessingJob
+from tests.cli_helpers import run_cli
 from tests.fake_llm_server import FakeLLMServer
 from tests.run_factory import add_trial_documents, make_project, point_at_fake_llm
 
@@ -154,7 +155,7 @@ def _wait_for(predicate: Any, timeout: float = 30) -> None:
         time.sleep(0.05)
 
 
-def test_cancel_from_the_job_row_stops_new_calls_and_keeps_work(
+def test_job_cancel_command_stops_new_calls_and_keeps_work(
     db_url: str, llm: FakeLLMServer
 ) -> None:
     from flows.full_run import full_run
@@ -164,10 +165,10 @@ def test_cancel_from_the_job_row_stops_new_calls_and_keeps_work(
     thread, box = _start_in_thread(full_run, project="trials")
     _wait_for(lambda: llm.total_requests >= 6)
     with db.session_scope(db_url) as s:
-        job = s.scalar(select(ProcessingJob))
-        assert job is not None
-        job_id = str(job.id)
-        jobs.cancel_job(s, job)
+        job_id = str(s.scalar(select(ProcessingJob.id)))
+    cancelled = run_cli("job", "cancel", job_id[:8], "--json")  # what a user types
+    assert cancelled.exit_code == 0, cancelled.stderr
+    assert cancelled.json()["status"] == "CANCELLED"
     thread.join(30)
     state = box["state"]
     assert state.is_cancelled()
