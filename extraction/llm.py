@@ -64,6 +64,15 @@ log = logging.getLogger(__name__)
 T = TypeVar("T", bound=BaseModel)
 Limiter = Callable[[], contextlib.AbstractAsyncContextManager[Any]]
 
+#: What each mode sends: ``tools`` → a forced tool call (``tool_choice`` names the function);
+#: ``json_schema`` → ``response_format: json_schema``; ``json`` → ``response_format:
+#: json_object`` + the schema in the system message; ``md_json`` → plain text asked for a
+#: ```json block + the schema in the system message (works anywhere, constrains nothing).
+#: Which one a server takes (``extractflow llm check --all-modes`` tells for yours): OpenAI and
+#: Azure OpenAI all four; vLLM all four (tools via named tool_choice, no parser flags needed);
+#: llama-cpp-python's server tools only (measured: json_schema → HTTP 500); llama.cpp's
+#: llama-server json_schema, tools with ``--jinja``; Ollama tools for tool-trained models, its
+#: json_schema support differs between versions — check.
 INSTRUCTOR_MODES: dict[str, Mode] = {
     "tools": Mode.TOOLS,
     "json_schema": Mode.JSON_SCHEMA,
