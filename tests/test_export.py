@@ -192,18 +192,41 @@ def test_min_confidence_blanks_and_flags(
     assert "flagged" not in plain.columns
 
 
+TEXT = "=SUM(1)\nFull text, page one\fpage two"
+
+
+def _texts_in(result: ExportResult) -> list[Any]:
+    """The document_text column as the file holds it, one entry per row."""
+    fmt = result.format.value
+    if fmt.startswith("csv"):
+        with result.path.open(newline="") as fh:
+            return [r["document_text"] for r in csv.DictReader(fh)]
+    if fmt == "xlsx":
+        header, *rows = sheet_rows(result.path, "data")
+        return [r[header.index("document_text")] for r in rows]
+    if fmt == "parquet":
+        return pd.read_parquet(result.path)["document_text"].tolist()
+    return [d["document_text"] for d in json.loads(result.path.read_text())["documents"]]
+
+
+@pytest.mark.parametrize("fmt", ["csv-wide", "csv-long", "xlsx", "json", "parquet"])
 def test_document_text_only_when_asked(
-        session: Session, trials: Trials, tmp_path: Path) -> None:
-    trials.docs[0].text = "Full text\fwith a page break and =formula"
+        session: Session, trials: Trials, tmp_path: Path, fmt: str) -> None:
+    trials.docs[0].text = TEXT
     session.commit()
-    assert "document_text" not in read_csv(export(session, tmp_path, "csv-wide").path)
-    frame = read_csv(export(session, tmp_path, "csv-wide", name="text",
-                            include_document_text=True).path)
-    assert frame.columns[2] == "document_text"
-    assert frame.iloc[0]["document_text"] == "Full text\fwith a page break and =formula"
-    xlsx = export(session, tmp_path, "xlsx", include_document_text=True)
-    header, first = sheet_rows(xlsx.path, "data")[:2]
-    assert first[header.index("document_text")] == "Full textwith a page break and =formula"
+    assert "document_text" not in _column_names(export(session, tmp_path, fmt))
+    result = export(session, tmp_path, fmt, name="text", include_document_text=True)
+    names = _column_names(result)
+    assert names[2] == "document_text"
+    texts = _texts_in(result)
+    first = {"csv-wide": "'" + TEXT, "csv-long": "'" + TEXT,  # neutralised for spreadsheets
+             "xlsx": "'=SUM(1)\nFull text, page onepage two",  # and no control characters
+             "json": TEXT, "parquet": TEXT}[fmt]
+    assert texts[0] == first
+    assert texts[-1] == "The document doc002.txt."
+    assert len(texts) == (15 if fmt == "csv-long" else 3)
+    if fmt == "csv-long":
+        assert texts[:5] == [first] * 5  # one row per extraction, each with its document
 
 
 # ------------------------------------------------------------------ typed formats

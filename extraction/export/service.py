@@ -26,7 +26,7 @@ from config.settings import Settings, get_settings
 from extraction import codebook
 from extraction.errors import ValidationError
 from extraction.export.options import ExportFormat, ExportOptions, ExportResult, default_output_path
-from extraction.export.query import Selection, job_summaries, load_cells, load_document_texts
+from extraction.export.query import DocumentTexts, Selection, job_summaries, load_cells
 from extraction.export.safety import install_sql_macros, resolve_output_path, sql_string
 from extraction.export.shape import Layout, create_shaped_view, plan_layout
 from extraction.export.writers import (
@@ -41,7 +41,8 @@ from extraction.models import Project
 
 __all__ = ["export_project", "output_path_for"]
 
-Writer = Callable[[duckdb.DuckDBPyConnection, Layout, Path, dict[str, Any]], Written]
+Writer = Callable[[duckdb.DuckDBPyConnection, Layout, Path, dict[str, Any],
+                   DocumentTexts | None], Written]
 WRITERS: dict[ExportFormat, Writer] = {
     ExportFormat.CSV_WIDE: write_csv_wide,
     ExportFormat.CSV_LONG: write_csv_long,
@@ -153,13 +154,12 @@ def export_project(
         job_id = options.job_id if isinstance(options.job_id, uuid.UUID) else None
         selection = load_cells(session, con, project, job_id=job_id,
                                with_evidence=options.include_source_text)
-        if options.include_document_text:
-            load_document_texts(session, con, selection)
         create_shaped_view(con, options)
         layout = plan_layout(con, selection.variables, options)
         metadata = _metadata(session, con, selection, layout, options)
         try:
-            written = WRITERS[options.format](con, layout, partial, metadata)
+            texts = DocumentTexts(session, project) if options.include_document_text else None
+            written = WRITERS[options.format](con, layout, partial, metadata, texts)
             os.replace(partial, path)
         except OSError as exc:
             raise ValidationError(f"cannot write {path}: {exc.strerror or exc}",

@@ -32,6 +32,8 @@ from extraction.export.safety import ColumnNamer, quote_ident
 from extraction.models import VariableType
 
 __all__ = [
+    "TEXT_INDEX",
+    "TEXT_PLACEHOLDER",
     "Layout",
     "TypedKind",
     "VariableColumns",
@@ -42,6 +44,10 @@ __all__ = [
 ]
 
 TypedKind = Literal["integer", "number", "boolean", "date", "list", "text"]
+#: Where the document text goes: an empty column the writers fill batch by batch (third, after
+#: document_id and filename), since texts never enter DuckDB (see ``query.DocumentTexts``).
+TEXT_PLACEHOLDER = 'CAST(NULL AS VARCHAR) AS "document_text"'
+TEXT_INDEX = 2
 _TYPED_COLUMN = {"integer": "CAST(value_num AS BIGINT)", "number": "value_num",
                  "boolean": "value_bool", "date": "value_date", "list": "value_list",
                  "text": "value_text"}
@@ -182,7 +188,7 @@ def wide_sql(layout: Layout, *, typed: bool, neutralise: bool = False,
     outer: list[str] = [_safe("w.document_id", neutralise) + ' AS "document_id"',
                         _safe("w.filename", neutralise) + ' AS "filename"']
     if layout.options.include_document_text:
-        outer.append(_safe("t.document_text", neutralise) + ' AS "document_text"')
+        outer.append(TEXT_PLACEHOLDER)
     for vc in layout.variables:
         where = f"FILTER (WHERE var_idx = {vc.variable.index})"
         value_expr = _TYPED_COLUMN[vc.typed_kind] if typed else "value_text"
@@ -203,12 +209,10 @@ def wide_sql(layout: Layout, *, typed: bool, neutralise: bool = False,
             ident = quote_ident(name)
             aggregates.append(f"{aggregate} AS {ident}")
             outer.append(_safe(f"w.{ident}", neutralise and text_column) + f" AS {ident}")
-    join = ("LEFT JOIN document_texts t ON t.document_id = w.document_id"
-            if layout.options.include_document_text else "")
     return (
         f"WITH w AS (SELECT document_id, filename, {', '.join(aggregates)} "
         f"FROM shaped GROUP BY document_id, filename) "
-        f"SELECT {', '.join(outer)} FROM w {join} ORDER BY w.filename, w.document_id"
+        f"SELECT {', '.join(outer)} FROM w ORDER BY w.filename, w.document_id"
     )
 
 
@@ -222,19 +226,18 @@ def long_sql(layout: Layout, *, neutralise: bool = False, typed_values: bool = F
     with_text = layout.options.include_document_text if document_text is None else document_text
     text_columns = {"document_id", "filename", "document_text", "variable", "type", "value",
                     "status", "evidence", "model", "job_id"}
-    expressions = {
-        "document_text": "t.document_text",
-        "value": "CASE WHEN s.flagged THEN NULL ELSE s.value_text END",
-    }
+    expressions = {"value": "CASE WHEN s.flagged THEN NULL ELSE s.value_text END"}
     select: list[str] = []
     for name in layout.long_columns:
         if name == "document_text" and not with_text:
+            continue
+        if name == "document_text":
+            select.append(TEXT_PLACEHOLDER)
             continue
         expr = expressions.get(name, f"s.{quote_ident(name)}")
         select.append(_safe(expr, neutralise and name in text_columns) + f" AS {quote_ident(name)}")
     if typed_values:
         for extra in ("value_num", "value_bool", "value_date"):
             select.append(f"CASE WHEN s.flagged THEN NULL ELSE s.{extra} END AS {extra}")
-    join = ("LEFT JOIN document_texts t ON t.document_id = s.document_id" if with_text else "")
-    return (f"SELECT {', '.join(select)} FROM shaped s {join} "
+    return (f"SELECT {', '.join(select)} FROM shaped s "
             "ORDER BY s.filename, s.document_id, s.var_idx")

@@ -24,10 +24,11 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 from extraction.errors import ValidationError
+from extraction.export.query import DocumentTexts
 from extraction.export.safety import neutralise
 from extraction.export.shape import Layout, VariableColumns, long_sql, wide_sql
 from extraction.export.values import LIST_SEPARATOR, type_value
-from extraction.export.writers import FETCH_SIZE, Written
+from extraction.export.writers import FETCH_SIZE, Written, rows_with_texts
 from extraction.models import VariableType
 
 __all__ = ["MAX_CELL_CHARS", "MAX_ROWS", "excel_value", "write_xlsx"]
@@ -100,7 +101,7 @@ def _text_columns(description: Sequence[Any], count: int) -> list[int]:
 
 
 def _write_data(wb: Workbook, con: duckdb.DuckDBPyConnection, layout: Layout,
-                documents: int) -> list[str]:
+                documents: int, texts: DocumentTexts | None) -> list[str]:
     ws = wb.create_sheet("data")
     cursor = con.execute(wide_sql(layout, typed=True))
     names = [d[0] for d in cursor.description]
@@ -109,7 +110,7 @@ def _write_data(wb: Workbook, con: duckdb.DuckDBPyConnection, layout: Layout,
     convert = [(i, retypers.get(i)) for i in _text_columns(cursor.description, len(names))]
     _set_layout(ws, names, documents)
     _bold_row(ws, names)
-    while batch := cursor.fetchmany(FETCH_SIZE):
+    for batch in rows_with_texts(cursor, texts):
         for row in batch:
             cells = list(row)
             for i, retype in convert:
@@ -230,7 +231,7 @@ def _write_run_metadata(wb: Workbook, metadata: dict[str, Any], notes: list[str]
 
 
 def write_xlsx(con: duckdb.DuckDBPyConnection, layout: Layout, path: Path,
-               metadata: dict[str, Any]) -> Written:
+               metadata: dict[str, Any], texts: DocumentTexts | None = None) -> Written:
     """The four-sheet workbook; ``rows``/``columns`` describe the data sheet."""
     documents = metadata["documents"]
     if documents >= MAX_ROWS:
@@ -238,7 +239,7 @@ def write_xlsx(con: duckdb.DuckDBPyConnection, layout: Layout, path: Path,
             f"{documents} documents exceed Excel's limit of {MAX_ROWS - 1} rows per sheet; "
             "export csv-wide or parquet instead", field="format")
     wb = Workbook(write_only=True)
-    names = _write_data(wb, con, layout, documents)
+    names = _write_data(wb, con, layout, documents, texts)
     notes = [n for n in [_write_long(wb, con, layout, metadata["extractions"])] if n]
     _write_codebook(wb, metadata)
     _write_run_metadata(wb, metadata, notes)
