@@ -158,7 +158,6 @@ class ChunkRunner:
         self._doc_slots = asyncio.Semaphore(max(1, documents_in_flight))
         self._write_lock = asyncio.Lock()
         self._fatal: FatalRunError | None = None
-        self._variables = {v.id: v for v in plan.variables}
         self._names = {v.id: v.name for v in plan.variables}
 
     @property

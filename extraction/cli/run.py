@@ -119,7 +119,7 @@ def _wait_local(kind: JobKind, project: str, job_id: str, *, force: bool, show: 
 
 
 def _launch(kind: JobKind, data: dict[str, Any], *, no_wait: bool, deployment: bool,
-            json_out: bool, force: bool = False) -> None:
+            json_out: bool, force: bool = False, created: bool = True) -> None:
     job_id, project = data["id"], data["project"]
     settings = get_settings()
     if deployment:
@@ -131,7 +131,7 @@ def _launch(kind: JobKind, data: dict[str, Any], *, no_wait: bool, deployment: b
             flow_run_id = trigger_deployment(
                 name, {"project": project, "job_id": job_id, "force": force})
         except Exception:
-            if data["status"] == JobStatus.PENDING.value:
+            if created:  # nothing ran: do not leave a PENDING job behind
                 _forget(job_id)
             raise
         with db_session() as s:
@@ -241,7 +241,7 @@ def resume(
             open_job(s, row.id, stale_after=settings.job_stale_seconds)  # raises the state error
         data = jobs.job_to_dict(row, project_name=row.project.name)
     _launch(JobKind(data["kind"]), data, no_wait=no_wait, deployment=deployment,
-            json_out=json_out, force=True)
+            json_out=json_out, force=True, created=False)
 
 
 @app.command("exec", hidden=True)
