@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Self
 
 from sqlalchemy import String, case, cast, func, select, update
 from sqlalchemy.orm import Session, joinedload
@@ -41,28 +41,28 @@ from extraction.models import (
 )
 
 __all__ = [
-    "TERMINAL",
     "ALLOWED_TRANSITIONS",
+    "TERMINAL",
     "ProgressDelta",
-    "create_job",
-    "get_job",
-    "list_jobs",
-    "transition",
-    "start_job",
-    "finish_job",
-    "fail_job",
-    "cancel_job",
-    "is_cancelled",
-    "touch_job",
-    "is_stale",
-    "attach_flow_run",
     "add_progress",
-    "log_event",
+    "attach_flow_run",
+    "cancel_job",
+    "create_job",
+    "extraction_to_dict",
+    "fail_job",
+    "finish_job",
+    "get_job",
+    "is_cancelled",
+    "is_stale",
     "job_logs",
     "job_results",
     "job_to_dict",
-    "extraction_to_dict",
+    "list_jobs",
+    "log_event",
     "log_to_dict",
+    "start_job",
+    "touch_job",
+    "transition",
 ]
 
 #: The statuses a job never leaves.
@@ -92,7 +92,7 @@ class ProgressDelta:
     tokens_out: int = 0
     cost_usd: float | None = None
 
-    def __iadd__(self, other: ProgressDelta) -> ProgressDelta:
+    def __iadd__(self, other: ProgressDelta) -> Self:
         self.documents_completed += other.documents_completed
         self.documents_failed += other.documents_failed
         self.llm_calls += other.llm_calls

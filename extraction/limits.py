@@ -41,9 +41,9 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import Any, Self
 
-__all__ = ["ProcessLimiter", "TokenBucket", "SlotLease", "combine"]
+__all__ = ["ProcessLimiter", "SlotLease", "TokenBucket", "combine"]
 
 
 class ProcessLimiter:
@@ -255,14 +255,14 @@ class SlotLease:
     async def _wait_granted(self, granted: asyncio.Event) -> None:
         try:
             await asyncio.wait_for(asyncio.shield(granted.wait()), self.wait_notice)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if self.on_wait is not None:
                 result = self.on_wait()
                 if asyncio.iscoroutine(result):
                     await result
             await granted.wait()
 
-    async def __aenter__(self) -> SlotLease:
+    async def __aenter__(self) -> Self:
         self._users += 1
         if self._holder is None or self._holder.done():
             self._error = None

@@ -48,18 +48,18 @@ from extraction.results import PromptInfo, VariableInfo
 
 __all__ = [
     "MODES",
-    "RunPlan",
     "ParseOutcome",
-    "resolve_options",
-    "select_documents",
+    "RunPlan",
+    "chunked",
     "create_run_job",
+    "load_plan",
     "open_job",
     "parse_job_documents",
+    "pending_documents",
+    "resolve_options",
+    "select_documents",
     "snapshot_prompts",
     "variable_info",
-    "load_plan",
-    "pending_documents",
-    "chunked",
 ]
 
 MODES = ("per_document", "per_variable")

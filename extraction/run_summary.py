@@ -17,7 +17,7 @@ from extraction import jobs
 from extraction.errors import StateError
 from extraction.models import Extraction, ExtractionStatus, JobStatus, LogLevel, ProcessingJob
 
-__all__ = ["summarize_job", "finalize_job", "summary_markdown", "Outcome"]
+__all__ = ["Outcome", "finalize_job", "summarize_job", "summary_markdown"]
 
 Outcome = Literal["complete", "cancelled", "failed"]
 
@@ -127,17 +127,17 @@ def summary_markdown(job: ProcessingJob) -> str:
     lines = [
         f"## Job `{job.id}` — {job.status.value}",
         "",
-        f"{job.documents_total} documents: {job.documents_completed} completed, "
-        f"{job.documents_failed} failed · mode {job.mode} · model `{job.model}` · "
-        f"{job.llm_calls} LLM calls · {job.cells_reused} cells re-used · tokens "
-        f"{job.tokens_in} in / {job.tokens_out} out{cost}",
+        (f"{job.documents_total} documents: {job.documents_completed} completed, "
+         f"{job.documents_failed} failed · mode {job.mode} · model `{job.model}` · "
+         f"{job.llm_calls} LLM calls · {job.cells_reused} cells re-used · tokens "
+         f"{job.tokens_in} in / {job.tokens_out} out{cost}"),
         "",
     ]
     if job.error:
         lines += [f"**Error:** {job.error}", ""]
     lines += [
-        "| variable | prompt | fill rate | ok | not found | failed | mean confidence "
-        "| tokens in | tokens out | re-used |",
+        ("| variable | prompt | fill rate | ok | not found | failed | mean confidence "
+         "| tokens in | tokens out | re-used |"),
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for v in summary.get("variables", []):

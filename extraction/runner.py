@@ -42,7 +42,7 @@ from extraction.models import Document, Extraction, ExtractionStatus, LogLevel, 
 from extraction.results import CellResult, DocumentInput, DocumentResult, PromptInfo, VariableInfo
 from extraction.run_setup import RunPlan
 
-__all__ = ["ChunkRunner", "ChunkOutcome", "DocumentExtractor", "FatalRunError", "is_fatal"]
+__all__ = ["ChunkOutcome", "ChunkRunner", "DocumentExtractor", "FatalRunError", "is_fatal"]
 
 _REUSABLE = (ExtractionStatus.OK, ExtractionStatus.NOT_FOUND)
 _COPIED_FIELDS = (
@@ -295,7 +295,7 @@ class ChunkRunner:
                         item.document, item.to_extract,
                         {v.id: self.plan.prompts[v.id] for v in item.to_extract},
                     )
-                except Exception as exc:  # noqa: BLE001 - classified right below
+                except Exception as exc:
                     if is_fatal(exc):
                         raise
                     return item, None, f"{type(exc).__name__}: {exc}"

@@ -29,7 +29,7 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from config.settings import Settings
 from extraction.limits import ProcessLimiter, SlotLease, TokenBucket
 
-__all__ = ["ensure_limits", "slot_lease", "rate_bucket", "process_limiter", "LimitSizes"]
+__all__ = ["LimitSizes", "ensure_limits", "process_limiter", "rate_bucket", "slot_lease"]
 
 logger = logging.getLogger(__name__)
 _LIMITERS: dict[int, ProcessLimiter] = {}

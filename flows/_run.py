@@ -47,7 +47,7 @@ from tasks.extract import extract
 from tasks.parse import parse
 from tasks.prompt import prompt
 
-__all__ = ["run_job", "on_flow_cancelled", "on_flow_crashed", "flow_run_name_for"]
+__all__ = ["flow_run_name_for", "on_flow_cancelled", "on_flow_crashed", "run_job"]
 
 logger = logging.getLogger(__name__)
 _CANCEL_STATES = {StateType.CANCELLING, StateType.CANCELLED}

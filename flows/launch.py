@@ -24,11 +24,11 @@ from extraction.errors import ConfigError
 from extraction.models import JobKind
 
 __all__ = [
+    "cancel_flow_run",
+    "prefect_server_configured",
     "run_local",
     "spawn_local",
     "trigger_deployment",
-    "cancel_flow_run",
-    "prefect_server_configured",
 ]
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -94,7 +94,7 @@ def trigger_deployment(deployment: str, parameters: dict[str, Any]) -> str:
             "`prefect deploy --all` (see prefect.yaml)",
             field="deployment",
         ) from exc
-    except Exception as exc:  # noqa: BLE001 - httpx/connect errors: say where and why
+    except Exception as exc:
         raise ConfigError(
             f"could not reach the Prefect server to start '{deployment}': {exc}",
             field="PREFECT_API_URL",

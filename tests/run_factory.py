@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from extraction.models import Document, ParseStatus, Project
 from tests.extraction_factory import VARIABLES, make_project
 
-__all__ = ["VARIABLES", "make_project", "trial_text", "add_trial_documents", "point_at_fake_llm"]
+__all__ = ["VARIABLES", "add_trial_documents", "make_project", "point_at_fake_llm", "trial_text"]
 
 
 def trial_text(index: int) -> str:

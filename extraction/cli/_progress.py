@@ -18,7 +18,7 @@ from extraction.cli._common import console, err_console
 from extraction.db import session_scope
 from extraction.models import JobStatus
 
-__all__ = ["read_job", "follow_job", "describe_outcome", "TERMINAL_NAMES"]
+__all__ = ["TERMINAL_NAMES", "describe_outcome", "follow_job", "read_job"]
 
 TERMINAL_NAMES = {s.value for s in jobs.TERMINAL}
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -110,7 +110,7 @@ def watch(job: JobArg, json_out: JsonOption = False) -> None:
 @app.command("logs")
 def logs(
     job: JobArg,
-    level: Annotated[Optional[str], typer.Option(
+    level: Annotated[str | None, typer.Option(
         "--level", help="Minimum level: DEBUG, INFO, WARNING or ERROR.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=100000)] = 200,
     json_out: JsonOption = False,
@@ -137,14 +137,14 @@ def logs(
 @app.command("results")
 def results(
     job: JobArg,
-    min_confidence: Annotated[Optional[float], typer.Option(
+    min_confidence: Annotated[float | None, typer.Option(
         "--min-confidence", min=0.0, max=1.0, help="Only extractions at least this confident.")]
     = None,
-    variable: Annotated[Optional[str], typer.Option("--variable", help="Only this variable.")]
+    variable: Annotated[str | None, typer.Option("--variable", help="Only this variable.")]
     = None,
-    status: Annotated[Optional[str], typer.Option(
+    status: Annotated[str | None, typer.Option(
         "--status", help="Only ok, not_found or failed cells.")] = None,
-    limit: Annotated[Optional[int], typer.Option(min=1)] = None,
+    limit: Annotated[int | None, typer.Option(min=1)] = None,
     json_out: JsonOption = False,
 ) -> None:
     """Per extraction: document, variable, typed value, status, confidence, evidence, page."""

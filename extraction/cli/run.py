@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import uuid
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -31,9 +31,9 @@ from extraction.run_setup import create_run_job, open_job
 
 app = new_app("Runs: extract a sample or every document, locally or on a Prefect server.")
 
-ModeOpt = Annotated[Optional[str], typer.Option(
+ModeOpt = Annotated[str | None, typer.Option(
     "--mode", help="per_document (one call per document) or per_variable.")]
-ModelOpt = Annotated[Optional[str], typer.Option("--model", help="LLM model for this run.")]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="LLM model for this run.")]
 NoWaitOpt = Annotated[bool, typer.Option(
     "--no-wait", help="Start the run and return; follow it with `job watch`.")]
 DeploymentOpt = Annotated[bool, typer.Option(
@@ -172,7 +172,7 @@ def _report(data: dict[str, Any], json_out: bool, *, started: bool = False) -> N
         raise typer.Exit(1)
 
 
-def _split_ids(docs: Optional[str]) -> list[str] | None:
+def _split_ids(docs: str | None) -> list[str] | None:
     if not docs:
         return None
     ids = [part.strip() for part in docs.split(",") if part.strip()]
@@ -184,11 +184,11 @@ def _split_ids(docs: Optional[str]) -> list[str] | None:
 @app.command("sample")
 def sample(
     project: str,
-    n: Annotated[Optional[int], typer.Option("--n", min=1, help="Sample size (default 10).")]
+    n: Annotated[int | None, typer.Option("--n", min=1, help="Sample size (default 10).")]
     = None,
-    docs: Annotated[Optional[str], typer.Option(
+    docs: Annotated[str | None, typer.Option(
         "--docs", help="Comma-separated document ids instead of a random sample.")] = None,
-    seed: Annotated[Optional[int], typer.Option(
+    seed: Annotated[int | None, typer.Option(
         "--seed", help="Seed of the random sample (same seed, same documents).")] = None,
     mode: ModeOpt = None,
     model: ModelOpt = None,
@@ -208,7 +208,7 @@ def sample(
 @app.command("full")
 def full(
     project: str,
-    document_filter: Annotated[Optional[str], typer.Option(
+    document_filter: Annotated[str | None, typer.Option(
         "--filter", help="Only documents whose filename matches this glob.")] = None,
     mode: ModeOpt = None,
     model: ModelOpt = None,
