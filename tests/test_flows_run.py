@@ -287,3 +287,21 @@ def test_global_limit_holds_across_two_runs_in_two_processes(
     assert llm.max_in_flight <= 4
     for job_id in ids:
         assert _job(db_url, job_id)["status"] == "COMPLETE"
+
+
+def test_bad_credentials_fail_the_job_with_the_reason(
+    db_url: str, llm: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.sample_run import sample_run
+
+    llm.api_key = "the-right-key"
+    monkeypatch.setenv("EXTRACTFLOW_LLM_API_KEY", "a-wrong-key")
+    _project(db_url, 6)
+    state = asyncio.run(sample_run(project="trials", n=6, return_state=True))
+    assert state.is_failed()
+    with db.session_scope(db_url) as s:
+        job = s.scalar(select(ProcessingJob))
+        assert job is not None and job.status is JobStatus.FAILED
+        assert job.error and ("401" in job.error or "key" in job.error.lower())
+        assert job.documents_completed == 0
+    assert llm.total_requests <= 6  # it stopped instead of failing every document

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -257,3 +258,36 @@ def test_bad_credentials_stop_the_run(db_url: str, monkeypatch: pytest.MonkeyPat
             _run(db_url, job_id)
         assert server.total_requests <= 4
     assert "401" in raised.value.reason or "auth" in raised.value.reason.lower()
+
+
+def test_parse_stage_parses_pending_documents_and_drops_unusable_ones(
+    db_url: str, tmp_path: Path
+) -> None:
+    from extraction.models import Document, ParseStatus
+    from extraction.run_setup import parse_job_documents
+    from tests.document_factory import make_text
+    from tests.run_factory import trial_text
+
+    good = make_text(tmp_path / "pending.txt", trial_text(7))
+    with db.session_scope(db_url) as s:
+        project = make_project(s)
+        add_trial_documents(s, project, 1)
+        for name, path in (("pending.txt", good), ("gone.txt", tmp_path / "gone.txt")):
+            s.add(Document(project_id=project.id, filename=name, source_path=str(path),
+                           parse_status=ParseStatus.PENDING))
+        s.flush()
+        job = create_run_job(s, get_settings(), kind=JobKind.FULL, project="trials")
+        job_id = job.id
+        outcome = parse_job_documents(s, job)
+    assert (outcome.parsed, outcome.usable, outcome.unusable) == (2, 2, ["gone.txt"])
+    with db.session_scope(db_url) as s:
+        parsed = s.scalar(select(Document).where(Document.filename == "pending.txt"))
+        assert parsed.parse_status is ParseStatus.OK and "Sponsor7 Labs" in parsed.text
+        assert parsed.content_hash
+        job = jobs.get_job(s, job_id)
+        assert len(job.document_ids) == 2 and job.documents_total == 3
+        assert job.documents_failed == 1
+        warning = jobs.job_logs(s, job, level=LogLevel.WARNING)[0]
+        assert warning.event == "document_unusable" and "gone.txt" in warning.message
+        again = parse_job_documents(s, job)  # a resumed job does not count it twice
+        assert again.unusable == [] and job.documents_failed == 1
