@@ -11,6 +11,7 @@ from extraction.cli import feedback, refine, review, scorecard
 from extraction.cli import job, run
 from extraction.cli import llm
 from extraction.cli import export
+from extraction.cli import docs
 from extraction.cli._common import ProblemGroup
 
 __all__ = ["app", "main"]
@@ -43,6 +44,7 @@ app.add_typer(run.app, name="run")
 app.add_typer(job.app, name="job")
 app.add_typer(llm.app, name="llm")
 app.command("export")(export.export_command)
+app.add_typer(docs.app, name="docs")
 
 
 def main() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +31,7 @@ __all__ = [
     "new_app",
     "db_session",
     "table",
+    "quiet_prefect_console",
 ]
 
 console = Console(highlight=False, soft_wrap=True)
@@ -96,3 +99,25 @@ def table(*columns: str, title: str | None = None) -> Table:
     for col in columns:
         t.add_column(col, overflow="fold")
     return t
+
+
+class _HideRunLogs(logging.Filter):
+    """Keep Prefect's and the flows' own log lines off the terminal during a local run.
+
+    They still reach the Prefect API (the UI shows them); the CLI prints the outcome itself,
+    with the reason, so engine chatter and tracebacks of an already-reported failure would
+    only be noise. ``--verbose`` shows everything.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.name.startswith(("prefect", "flows", "tasks"))
+
+
+def quiet_prefect_console() -> None:
+    """Hide Prefect's console logging for a flow run in this process (``--verbose`` keeps it)."""
+    if logging.getLogger().level <= logging.DEBUG:  # --verbose
+        return
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _HideRunLogs) for f in handler.filters):
+            handler.addFilter(_HideRunLogs())

@@ -13,8 +13,6 @@ done before are re-used at no LLM cost, so that is cheap too.
 
 from __future__ import annotations
 
-import logging
-import os
 import threading
 import uuid
 from typing import Annotated, Any
@@ -23,7 +21,15 @@ import typer
 
 from config.settings import get_settings
 from extraction import jobs
-from extraction.cli._common import JsonOption, console, db_session, emit_json, err_console, new_app
+from extraction.cli._common import (
+    JsonOption,
+    console,
+    db_session,
+    emit_json,
+    err_console,
+    new_app,
+    quiet_prefect_console,
+)
 from extraction.cli._progress import describe_outcome, follow_job, read_job
 from extraction.errors import ValidationError
 from extraction.models import JobKind, JobStatus, ProcessingJob
@@ -55,32 +61,11 @@ def _forget(job_id: str) -> None:
             s.delete(job)
 
 
-class _HideRunLogs(logging.Filter):
-    """Keep Prefect's and the flows' own log lines off the terminal during a local run.
-
-    They still reach the Prefect API (the UI shows them); the CLI prints the outcome itself,
-    with the reason, so engine chatter and tracebacks of an already-reported failure would
-    only be noise. ``--verbose`` shows everything.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.name.startswith(("prefect", "flows", "tasks"))
-
-
-def _quiet_prefect_console() -> None:
-    if logging.getLogger().level <= logging.DEBUG:  # --verbose
-        return
-    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, _HideRunLogs) for f in handler.filters):
-            handler.addFilter(_HideRunLogs())
-
-
 def _run_in_thread(kind: JobKind, project: str, job_id: str, force: bool) -> tuple[
         threading.Thread, dict[str, Any]]:
     from flows.launch import run_local
 
-    _quiet_prefect_console()
+    quiet_prefect_console()
     box: dict[str, Any] = {}
 
     def target() -> None:
@@ -249,7 +234,7 @@ def exec_(job: str, force: Annotated[bool, typer.Option("--force")] = False) -> 
     """Run an existing job's flow in the foreground (used by --no-wait)."""
     from flows.launch import run_local
 
-    _quiet_prefect_console()
+    quiet_prefect_console()
     data = read_job(job)
     run_local(JobKind(data["kind"]), data["project"], data["id"], force=force)
     data = read_job(job)

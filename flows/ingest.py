@@ -1,0 +1,143 @@
+"""The ``ingest`` flow: files, folders and globs → Document rows of a project.
+
+DAG: discover → parse-chunk × N → store-chunk × N, with N = files / ``chunk_size`` (100 files
+per chunk: 10,000 files make 201 task runs, not 10,000). Two chunks are in flight at a time:
+while one is stored, the next is parsed; the parsing itself runs in a pool of worker
+processes (PyMuPDF cannot parse in parallel threads), shared by the chunks of the run.
+Chunks are stored in discovery order, each in its own transaction, so the first copy of a
+duplicated file wins and nothing stored is lost if a later chunk fails.
+
+Bad files never fail the flow: they become failed or empty documents. The flow fails only
+for an unknown project, paths that name no file, or a database that stays unreachable
+after the retries.
+
+The Prefect UI shows a progress artifact while the flow runs and a Markdown summary
+(``ingest-<project>``) at the end. In-process callers (``extractflow docs add``) can follow
+the run chunk by chunk with `watch_progress`.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    update_progress_artifact,
+)
+from prefect.futures import PrefectFuture
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from config.settings import get_settings
+from extraction.ingest import (
+    DEFAULT_CHUNK_SIZE,
+    IngestOptions,
+    IngestSummary,
+    Item,
+    chunked,
+    parse_pool,
+)
+from tasks.ingest import discover, parse_chunk, store_chunk
+
+__all__ = ["ingest", "artifact_key", "watch_progress"]
+
+_CHUNKS_IN_FLIGHT = 2  # one being stored while the next is parsed; the pool does the rest
+_listeners: list[Callable[[IngestSummary], None]] = []
+_listeners_lock = threading.Lock()
+
+
+def artifact_key(project: str) -> str:
+    """The key of a project's ingest summary artifact (lowercase letters, digits, dashes)."""
+    return "ingest-" + (re.sub(r"[^a-z0-9]+", "-", project.lower()).strip("-") or "project")
+
+
+@contextmanager
+def watch_progress(callback: Callable[[IngestSummary], None]) -> Iterator[None]:
+    """Call ``callback`` with the running totals after each stored chunk (in this process).
+
+    Also called once, before the first chunk, with ``files_seen`` set.
+    """
+    with _listeners_lock:
+        _listeners.append(callback)
+    try:
+        yield
+    finally:
+        with _listeners_lock:
+            _listeners.remove(callback)
+
+
+def _notify(summary: IngestSummary) -> None:
+    with _listeners_lock:
+        listeners = list(_listeners)
+    for listener in listeners:
+        listener(summary)
+
+
+@flow(name="ingest", flow_run_name="ingest-{project}",
+      task_runner=ThreadPoolTaskRunner(max_workers=_CHUNKS_IN_FLIGHT), log_prints=False)
+def ingest(
+    project: str,
+    paths: list[str],
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    max_file_bytes: int | None = None,
+    workers: int | None = None,
+) -> dict[str, Any]:
+    """Load files into a project: parse PDF, DOCX, TXT and Markdown, store their text.
+
+    Args:
+        project: Project name or id.
+        paths: Files, folders (read recursively; hidden files skipped) and glob patterns
+            (``**`` crosses folders), as seen by the machine running the flow.
+        chunk_size: Files parsed and stored together; one parse and one store task each.
+        max_file_bytes: Files larger than this become failed documents without being read.
+            Default: EXTRACTFLOW_MAX_FILE_BYTES (50 MB).
+        workers: Parse processes. Default: EXTRACTFLOW_PARSE_CONCURRENCY, at most the CPUs.
+
+    Returns:
+        The summary: files seen, ok, empty, failed (with reasons), duplicates, pages, bytes.
+    """
+    started = time.perf_counter()
+    options = IngestOptions.resolve(get_settings(), chunk_size=chunk_size,
+                                    max_file_bytes=max_file_bytes, workers=workers)
+    found = discover(project, paths)
+    summary = IngestSummary(project=found.project_name, files_seen=len(found.files))
+    _notify(summary)
+    progress = create_progress_artifact(
+        0.0, description=f"Ingesting {len(found.files)} files into {found.project_name}")
+    chunks = chunked(found.files, options.chunk_size)
+    with parse_pool(options.workers_for(len(found.files))) as pool:
+        in_flight: deque[tuple[int, PrefectFuture[list[Item]]]] = deque()
+        for index, chunk in enumerate(chunks):
+            in_flight.append((index, parse_chunk.submit(
+                found.project_id, chunk, pool=pool, max_bytes=options.max_file_bytes,
+                index=index)))
+            if len(in_flight) >= _CHUNKS_IN_FLIGHT or index == len(chunks) - 1:
+                _store_ready(in_flight, found.project_id, options, summary, progress,
+                             drain=index == len(chunks) - 1)
+    summary.seconds = time.perf_counter() - started
+    create_markdown_artifact(key=artifact_key(summary.project), markdown=summary.to_markdown(),
+                             description=summary.headline())
+    return summary.to_dict()
+
+
+def _store_ready(in_flight: deque[tuple[int, PrefectFuture[list[Item]]]], project_id: Any,
+                 options: IngestOptions, summary: IngestSummary, progress: Any, *,
+                 drain: bool) -> None:
+    """Store the oldest parsed chunk (all of them when ``drain``), in discovery order."""
+    while in_flight:
+        index, parsed = in_flight.popleft()
+        summary.add(store_chunk(project_id, parsed, max_bytes=options.max_file_bytes,
+                                index=index))
+        del parsed  # the chunk's texts can go as soon as they are stored
+        if summary.files_seen:
+            update_progress_artifact(progress, 100.0 * summary.files_done / summary.files_seen)
+        _notify(summary)
+        if not drain:
+            return
