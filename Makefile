@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum | cut -d' ' -f1)
 
-.PHONY: setup demo test test-fast lock bench clean
+.PHONY: setup local-model demo test test-fast lock bench clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml requirements.lock
 	@rm -f $(VENV)/.installed-*; touch $(STAMP)
 
 setup: $(STAMP)  ## create .venv and install the locked dependencies
+
+local-model: setup ## the offline model: llama-cpp-python (compiled once, portable flags) + SmolLM2
+	bash scripts/install-local-model.sh $(BIN)/python
 
 demo: setup      ## the main job: run the demo project end to end on embedded defaults
 	$(BIN)/python -m scripts.demo

@@ -11,12 +11,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "ModelPrice", "get_settings", "default_home", "mask_url_password"]
 
 InstructorMode = Literal["tools", "json_schema", "json", "md_json"]
+LLMProfile = Literal["local"]
+
+#: What ``EXTRACTFLOW_LLM_PROFILE=local`` means: the bundled model served by
+#: ``extractflow llm local`` on its default port, in the one instructor mode it supports.
+#: Kept here (not imported from extraction.local_model) so reading settings stays cheap.
+LOCAL_PROFILE: dict[str, object] = {
+    "llm_base_url": "http://127.0.0.1:8765/v1",
+    "llm_api_key": SecretStr("sk-local"),
+    "llm_model": "smollm2-135m-instruct",
+    "llm_instructor_mode": "tools",
+    "llm_concurrency": 2,
+}
 ExtractionMode = Literal["per_document", "per_variable"]
 
 
@@ -51,6 +63,11 @@ class Settings(BaseSettings):
     database_echo: bool = False
 
     # LLM endpoint (any OpenAI-compatible server)
+    llm_profile: LLMProfile | None = Field(
+        default=None,
+        description="'local': defaults for the server of `extractflow llm local` (explicit "
+        "EXTRACTFLOW_LLM_* values still win).",
+    )
     llm_base_url: str | None = None
     llm_api_key: SecretStr = SecretStr("not-needed")
     llm_model: str = "gpt-4o-mini"
@@ -93,6 +110,16 @@ class Settings(BaseSettings):
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @model_validator(mode="after")
+    def _apply_llm_profile(self) -> Settings:
+        # A profile fills in only what the user did not set, so one variable can still be
+        # overridden (e.g. another port) while the rest comes from the profile.
+        if self.llm_profile == "local":
+            for name, value in LOCAL_PROFILE.items():
+                if name not in self.model_fields_set:
+                    object.__setattr__(self, name, value)
+        return self
 
     @property
     def resolved_database_url(self) -> str:

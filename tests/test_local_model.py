@@ -413,3 +413,39 @@ def test_real_local_server_answers_an_instructor_extraction_in_tools_mode() -> N
     assert completion.choices[0].message.tool_calls, "TOOLS mode must answer with a tool call"
     assert completion.usage is not None and completion.usage.completion_tokens > 0
     print(f"local model: {elapsed:.2f} s for the call, server RSS {(rss or 0) / 2**20:.0f} MiB")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_llm_local_command_serves_until_ctrl_c_and_llm_check_passes(tmp_path: Path) -> None:
+    """`extractflow llm local` as a user runs it: serve, check through the profile, refuse
+    a second server on the port, stop cleanly on Ctrl-C (SIGINT)."""
+    import signal
+
+    _real_model_or_skip()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXTRACTFLOW_LLM")}
+    env["EXTRACTFLOW_HOME"] = str(tmp_path / "home")
+    cli = [sys.executable, "-m", "extraction"]
+    serving = subprocess.Popen([*cli, "llm", "local", "--port", str(port)], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert serving.stdout is not None
+        first = serving.stdout.readline()
+        assert f"at http://127.0.0.1:{port}/v1" in first, first + serving.stdout.read()
+        profile = {**env, "EXTRACTFLOW_LLM_PROFILE": "local",
+                   "EXTRACTFLOW_LLM_BASE_URL": f"http://127.0.0.1:{port}/v1"}
+        checked = subprocess.run([*cli, "llm", "check", "--json"], env=profile, text=True,
+                                 capture_output=True, timeout=180, check=False)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert '"model": "smollm2-135m-instruct"' in checked.stdout
+        second = subprocess.run([*cli, "llm", "local", "--port", str(port)], env=env, text=True,
+                                capture_output=True, timeout=60, check=False)
+        assert second.returncode == 7 and "already in use" in second.stderr
+    finally:
+        serving.send_signal(signal.SIGINT)
+        code = serving.wait(30)
+    assert code == 0
+    assert not port_in_use(port), "the model server must stop with the command"

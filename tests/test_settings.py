@@ -51,3 +51,19 @@ def test_problem_details_shape() -> None:
                        "title": "Not found", "detail": "no project 'x'", "instance": "x"}
     llm = LLMError("rate limited", attempts=4, status_code=429, retryable=True)
     assert llm.to_problem()["attempts"] == 4 and llm.retryable
+
+
+def test_local_profile_fills_in_only_what_is_not_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXTRACTFLOW_LLM_PROFILE", "local")
+    settings = get_settings()
+    assert settings.llm_base_url == "http://127.0.0.1:8765/v1"
+    assert (settings.llm_model, settings.llm_instructor_mode) == ("smollm2-135m-instruct", "tools")
+    assert settings.llm_api_key.get_secret_value() == "sk-local"
+    monkeypatch.setenv("EXTRACTFLOW_LLM_BASE_URL", "http://127.0.0.1:9000/v1")
+    monkeypatch.setenv("EXTRACTFLOW_LLM_CONCURRENCY", "1")
+    overridden = get_settings()
+    assert overridden.llm_base_url == "http://127.0.0.1:9000/v1"
+    assert overridden.llm_concurrency == 1 and overridden.llm_model == "smollm2-135m-instruct"
+    monkeypatch.setenv("EXTRACTFLOW_LLM_PROFILE", "cloud")
+    with pytest.raises(ValueError, match="local"):
+        get_settings()

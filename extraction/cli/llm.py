@@ -1,14 +1,20 @@
-"""`extractflow llm …`: check the configured LLM endpoint before spending a run on it."""
+"""`extractflow llm …`: check the configured endpoint, or serve the bundled local model.
+
+``llm check`` spends one tiny call to find a wrong key, base URL, model or instructor mode
+before a run spends thousands. ``llm local`` serves the bundled SmolLM2 on 127.0.0.1 for
+offline experiments (``EXTRACTFLOW_LLM_PROFILE=local`` points every command at it).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Annotated
 
 import typer
 
 from config.settings import get_settings
-from extraction.cli._common import JsonOption, console, emit_json, new_app, table
+from extraction.cli._common import JsonOption, console, emit_json, err_console, new_app, table
 from extraction.errors import LLMError
 from extraction.llm import INSTRUCTOR_MODES
 from extraction.llm_check import CheckReport, check_endpoint
@@ -77,3 +83,45 @@ def check(
         extra={k: details[k] for k in ("step", "hint", "base_url", "model", "mode", "models",
                                         "checks", "working_modes")},
     )
+
+
+@app.command("local")
+def local(
+    port: Annotated[int, typer.Option(
+        "--port", min=1, max=65535, help="Port on 127.0.0.1 (a busy port is refused).")] = 8765,
+    threads: Annotated[int | None, typer.Option(
+        "--threads", min=1, help="CPU threads for the model (default: all cores but one).")]
+    = None,
+    n_ctx: Annotated[int, typer.Option(
+        "--n-ctx", min=512, help="Context window in tokens.")] = 4096,
+) -> None:
+    """Serve the bundled local model (SmolLM2-135M, tiny and poor) until Ctrl-C.
+
+    Install it once with `make local-model` (compiles llama-cpp-python, ~5-10 minutes).
+    """
+    from extraction import local_model
+
+    server = local_model.start_local_server(port, threads=threads, n_ctx=n_ctx)
+    try:
+        settings = server.llm_settings()
+        console.print(f"[green]Serving[/] {server.model_name} at {server.base_url} "
+                      f"(pid {server.pid}); Ctrl-C stops it.", highlight=False)
+        console.print("Point extractflow at it, in another shell:", highlight=False)
+        if port == local_model.DEFAULT_PORT:
+            console.print("  export EXTRACTFLOW_LLM_PROFILE=local", markup=False)
+        else:
+            for key, value in (("BASE_URL", settings["base_url"]),
+                               ("API_KEY", settings["api_key"]),
+                               ("MODEL", settings["model"]),
+                               ("INSTRUCTOR_MODE", settings["mode"])):
+                console.print(f"  export EXTRACTFLOW_LLM_{key}={value}", markup=False)
+        console.print("  extractflow llm check", markup=False)
+        while server.is_running():
+            time.sleep(0.5)
+        raise local_model.LocalModelError(
+            f"the local model server exited with code {server.process.returncode}; "
+            f"its log ends with:\n{server.log_tail(15)}", title="Local model server stopped")
+    except KeyboardInterrupt:
+        err_console.print("Stopping the local model server…")
+    finally:
+        server.stop()
