@@ -92,3 +92,20 @@ def test_errors_name_the_problem(db_url: str, project: str, folder: Path) -> Non
     assert no_doc.exit_code == 3
     bad_page = run_cli("docs", "show", "abc")
     assert bad_page.exit_code != 0
+
+
+def test_prefect_failing_to_start_is_a_plain_error_and_stores_nothing(
+        db_url: str, project: str, folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import flows.ingest
+
+    def no_prefect(**_: object) -> None:  # what Prefect raises when its server does not start
+        raise RuntimeError("Timed out while attempting to connect to ephemeral Prefect API "
+                           "server.")
+
+    monkeypatch.setattr(flows.ingest, "ingest", no_prefect)
+    failed = run_cli("docs", "add", project, str(folder))
+    assert failed.exit_code == 7
+    assert "Prefect did not start" in failed.stderr
+    assert "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" in failed.stderr
+    assert "Traceback" not in failed.stderr
+    assert run_cli("docs", "list", project, "--json").json()["total"] == 0

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from typer.core import TyperGroup
 
 from extraction.db import session_scope
-from extraction.errors import ExtractflowError
+from extraction.errors import ConfigError, ExtractflowError
 
 __all__ = [
     "console",
@@ -79,6 +79,32 @@ class ProblemGroup(TyperGroup):
         except ExtractflowError as exc:
             report_error(exc, as_json="--json" in argv)
             sys.exit(exc.exit_code)
+        except RuntimeError as exc:
+            problem = prefect_start_problem(exc)
+            if problem is None:
+                raise
+            report_error(problem, as_json="--json" in argv)
+            sys.exit(problem.exit_code)
+
+
+def prefect_start_problem(exc: BaseException) -> ConfigError | None:
+    """A plain error for Prefect's temporary API server not starting in time, else None.
+
+    On a busy 2-core machine (or a first run, when Prefect creates its database) the
+    ephemeral server can take longer than Prefect's own 20 s default; the CLI raises that
+    default (config.logging), and when even that is not enough the user learns what to do
+    instead of reading a traceback.
+    """
+    if "ephemeral Prefect API server" not in str(exc):
+        return None
+    waited = os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "20")
+    problem = ConfigError(
+        f"Prefect's temporary API server did not start within {waited} s (a busy machine, "
+        "or a first run creating its database). Try again, set "
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS higher, or run `prefect server "
+        "start` and set PREFECT_API_URL=http://127.0.0.1:4200/api.")
+    problem.title = "Prefect did not start"
+    return problem
 
 
 def new_app(help_text: str) -> typer.Typer:

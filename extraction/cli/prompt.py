@@ -196,3 +196,14 @@ def set_(
     if system_text is not None and data["id"] != str(before) and not json_out:
         console.print("[dim]Note: in per_document mode one call uses the system message of the "
                       "first variable's prompt for all variables.[/]")
+
+
+def _mount_refine() -> None:
+    # `prompt refine` lives in its own module (it needs the LLM stack); mounted here so the
+    # prompt group is complete whenever it is loaded.
+    from extraction.cli.refine import refine
+
+    app.command("refine")(refine)
+
+
+_mount_refine()
