@@ -138,7 +138,11 @@ def _write(path: Path, paragraphs: list[str]) -> None:
 
 
 def write_corpus(directory: Path) -> list[Path]:
-    """Write the twenty reports (and ``truth.json``) into ``directory``; returns the reports."""
+    """Write the twenty reports into ``directory``; returns the reports.
+
+    The known answers go beside the folder (``<directory>-truth.json``), not into it, so that
+    ingesting the folder reads only the reports.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
     for index, record in enumerate(RECORDS):
@@ -146,7 +150,9 @@ def write_corpus(directory: Path) -> list[Path]:
         _write(path, _paragraphs(record, index))
         paths.append(path)
     truth = {r.filename: asdict(r) for r in RECORDS}
-    (directory / "truth.json").write_text(json.dumps(truth, indent=2), encoding="utf-8")
+    (directory / "truth.json").unlink(missing_ok=True)  # where older versions wrote it
+    directory.with_name(f"{directory.name}-truth.json").write_text(
+        json.dumps(truth, indent=2), encoding="utf-8")
     return paths
 
 

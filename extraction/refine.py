@@ -96,6 +96,9 @@ MAX_CONFIRMED_SHOWN = 3
 REFINE_TEMPERATURE = 0.0
 #: Room for the new block and the rationale (a block is typically 150–400 tokens).
 REFINE_MAX_TOKENS = 2048
+#: ~1,500 tokens at 4 characters a token: room for a long block within REFINE_MAX_TOKENS.
+REFINED_BLOCK_MAX_CHARS = 6000
+REFINED_RATIONALE_MAX_CHARS = 800
 _EXAMPLES_HEADER = "Worked examples ("
 
 #: Calls the LLM with chat messages and a response model; returns the parsed answer.
@@ -105,10 +108,15 @@ Ask = Callable[[list[dict[str, str]], type[BaseModel]], Awaitable[BaseModel]]
 class RefinedBlock(BaseModel):
     """What the LLM returns for one variable."""
 
+    # Length bounds keep a rambling model from writing until max_tokens (servers that compile
+    # the schema into a grammar, like llama.cpp's, enforce them while decoding; elsewhere a
+    # too-long answer is re-asked with the validation error).
     instruction_block: str = Field(
+        max_length=REFINED_BLOCK_MAX_CHARS,
         description="The complete rewritten instruction block of the variable, starting with "
         "its heading line and keeping its answer format; no worked examples, no document text.")
     rationale: str = Field(
+        max_length=REFINED_RATIONALE_MAX_CHARS,
         description="One to three sentences: what was changed and which corrections it "
         "addresses.")
 
@@ -643,16 +651,19 @@ def refine_prompts(
         return report
     if isinstance(ask, LLMAsk) and ask.model is None:
         ask.model = (proj.settings or {}).get("model")  # the project's model, as runs use
-    answers = _run(_propose_then_close(ask, plans))
+    answers = _run(_propose_then_close(ask, plans, concurrency=settings.llm_concurrency))
     report.results = apply_proposals(session, plans, answers, dry_run=dry_run)
     return report
 
 
 async def _propose_then_close(
-    ask: Ask, plans: Sequence[RefinementPlan]
+    ask: Ask, plans: Sequence[RefinementPlan], *, concurrency: int
 ) -> list[RefinedBlock | ExtractflowError]:
+    # In flight at once: the same per-process bound as extraction calls
+    # (EXTRACTFLOW_LLM_CONCURRENCY), so a small local server is not handed more long
+    # rewrites than it can serve before the timeout.
     try:
-        return await propose(ask, plans)
+        return await propose(ask, plans, concurrency=concurrency)
     finally:
         close = getattr(ask, "aclose", None)
         if close is not None:

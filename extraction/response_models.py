@@ -25,13 +25,19 @@ the value off the quote, then judge it.
   the quote, so a guess with an invented quote ends up at a quarter of its self-confidence.
 * A **required** variable may still be not_found: "required" tells the prompt that most
   documents state it, it never licenses a guess; the absence is stored and shows in reports.
+* **Length bounds**: ``evidence`` carries ``maxLength`` :data:`EVIDENCE_MAX_CHARS` and a TEXT
+  value :data:`TEXT_MAX_CHARS`. Servers that compile the schema into a grammar (llama.cpp)
+  enforce them while decoding, which stops a small model from rambling until ``max_tokens``
+  (measured with SmolLM2: a per_document answer of 8 variables took ~1,000 tokens, ~70 s on
+  one core, without them). A longer quote from another server is cut to the bound rather
+  than rejected: a prefix of a real quote is still found in the document.
 * ``confidence`` accepts percentages (``85`` or ``"85%"`` → 0.85) and is clamped to 0..1 rather
   than rejected; the schema carries no minimum/maximum because not every server accepts them.
 
 Modes: **per_document** → one model with a field per variable, in codebook order, keyed by the
 variable's name (an alias, so names such as ``model_x`` or ``json`` cannot clash with pydantic);
 **per_variable** → the variable's answer object itself. Schemas use only ``type``, ``enum``,
-``anyOf`` with null, ``$ref``/``$defs``, ``pattern``, ``description``, ``required`` and
+``anyOf`` with null, ``$ref``/``$defs``, ``pattern``, ``maxLength``, ``description``, ``required`` and
 ``additionalProperties: false`` — what OpenAI tools, vLLM guided decoding, Ollama and
 llama.cpp's grammar converter all accept. Property titles are dropped to save prompt tokens.
 """
@@ -42,7 +48,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -60,6 +66,8 @@ from extraction.results import ExtractionModeName, VariableInfo
 
 __all__ = [
     "DATE_PATTERN",
+    "EVIDENCE_MAX_CHARS",
+    "TEXT_MAX_CHARS",
     "FOUND",
     "NOT_FOUND",
     "DocumentAnswers",
@@ -76,6 +84,10 @@ NOT_FOUND = "not_found"
 #: ``[0-9]``, not ``\d``: llama-cpp-python's schema-to-grammar converter rejects ``\d`` ("unknown
 #: escape") and its server dies on the request.
 DATE_PATTERN = r"^[0-9]{4}(-[0-9]{2}(-[0-9]{2})?)?$"
+#: Longest evidence quote kept (the prompt asks for a short quote: a sentence or two).
+EVIDENCE_MAX_CHARS = 300
+#: Longest TEXT value accepted; a longer answer is re-asked with the validation error.
+TEXT_MAX_CHARS = 2000
 
 _STATUS_ALIASES = {
     "found": FOUND, "stated": FOUND, "present": FOUND, "yes": FOUND, "true": FOUND,
@@ -107,7 +119,7 @@ class VariableAnswer(BaseModel):
     # No descriptions on the shared keys: the system message states their rules once, and
     # per_document schemas would repeat them for every variable.
     status: Literal["found", "not_found"]
-    evidence: str | None
+    evidence: Annotated[str, Field(max_length=EVIDENCE_MAX_CHARS)] | None
     value: Any
     confidence: float
 
@@ -127,7 +139,7 @@ class VariableAnswer(BaseModel):
             return None
         if isinstance(raw, (list, tuple)):
             raw = " … ".join(str(part) for part in raw if part)
-        text = str(raw).strip()
+        text = str(raw).strip()[:EVIDENCE_MAX_CHARS].rstrip()
         return text or None
 
     @field_validator("value", mode="before")
@@ -213,7 +225,8 @@ def _value_field(variable: VariableInfo) -> tuple[Any, Any]:
                                               "not stated"))
     if vtype is VariableType.BOOLEAN:
         return bool | None, Field(description="true or false; null if not stated")
-    return str | None, Field(description="the text answer; null if not stated")
+    return (Annotated[str, Field(max_length=TEXT_MAX_CHARS)] | None,
+            Field(description="the text answer; null if not stated"))
 
 
 def _hashable(variable: VariableInfo) -> VariableInfo:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from contextlib import ExitStack
@@ -23,7 +24,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from examples.clinical_trials_corpus import truth_by_filename, write_corpus  # noqa: E402
+from examples.clinical_trials_corpus import truth_by_filename, write_corpus
 
 CODEBOOK = ROOT / "examples" / "clinical_trials.codebook.yaml"
 PROJECT = "clinical-trials"
@@ -89,7 +90,8 @@ def _review(job_id: str, truth: dict[str, dict[str, Any]]) -> int:
         if row is None:
             continue
         expected = truth[row["filename"]][row["variable"]]
-        if _same(row["variable"], row["value"], expected):
+        # a failed cell has no answer to confirm: it gets the right value (or "not stated")
+        if row["status"] != "failed" and _same(row["variable"], row["value"], expected):
             cells[column["correct"]].value = "yes"
             continue
         corrections += 1
@@ -135,12 +137,16 @@ def _start_llm(stack: ExitStack) -> None:
         "EXTRACTFLOW_LLM_API_KEY": llm["api_key"],
         "EXTRACTFLOW_LLM_MODEL": llm["model"],
         "EXTRACTFLOW_LLM_INSTRUCTOR_MODE": llm["mode"],
-        # one small model process on 2 cores: more parallel calls only queue
+        # one small model process on 2 cores: more parallel calls only queue, and a queued
+        # call's wait counts against its timeout (a prompt rewrite can take a minute)
         "EXTRACTFLOW_LLM_CONCURRENCY": os.environ.get("EXTRACTFLOW_LLM_CONCURRENCY", "2"),
+        "EXTRACTFLOW_LLM_TIMEOUT": os.environ.get("EXTRACTFLOW_LLM_TIMEOUT", "180"),
     })
 
 
 def main() -> None:
+    # A `kill` (SIGTERM) unwinds like Ctrl-C, so the local model server is stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     OUT.mkdir(parents=True, exist_ok=True)
     truth = truth_by_filename()
     corpus = write_corpus(OUT / "corpus")

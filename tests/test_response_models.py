@@ -11,6 +11,8 @@ from pydantic import ValidationError
 from extraction.models import VariableType
 from extraction.response_models import (
     DATE_PATTERN,
+    EVIDENCE_MAX_CHARS,
+    TEXT_MAX_CHARS,
     answer_model,
     answers_by_variable,
     document_model,
@@ -68,15 +70,30 @@ def test_value_types_per_variable_type() -> None:
     assert branch(ENROLLMENT) == {"type": "number"}
     assert branch(START) == {"type": "string", "pattern": DATE_PATTERN}
     assert branch(RANDOMISED) == {"type": "boolean"}
-    assert branch(TITLE) == {"type": "string"}
+    assert branch(TITLE) == {"type": "string", "maxLength": TEXT_MAX_CHARS}
     assert "participants" in _value_schema(ENROLLMENT)["description"]
 
 
 def test_schema_avoids_keywords_servers_reject() -> None:
     text = json.dumps(document_model(ALL).model_json_schema())
-    for keyword in ("minimum", "maximum", "maxLength", "format", "default", "oneOf", "allOf",
+    for keyword in ("minimum", "maximum", "format", "default", "oneOf", "allOf",
                     "const", "exclusiveMinimum"):
         assert f'"{keyword}"' not in text, keyword
+
+
+def test_free_text_is_length_bounded_and_long_quotes_are_cut_not_rejected() -> None:
+    schema = answer_model(TITLE).model_json_schema()
+    evidence = next(o for o in schema["properties"]["evidence"]["anyOf"] if o["type"] == "string")
+    assert evidence["maxLength"] == EVIDENCE_MAX_CHARS  # grammar-constrained servers stop there
+    quote = "The trial enrolled adults. " * 40
+    answer = answer_model(TITLE).model_validate(
+        {"status": "found", "evidence": quote, "value": "A title", "confidence": 0.9})
+    assert answer.evidence is not None and len(answer.evidence) <= EVIDENCE_MAX_CHARS
+    assert quote.startswith(answer.evidence)  # a prefix of the quote: still grounded
+    with pytest.raises(ValidationError):
+        answer_model(TITLE).model_validate(
+            {"status": "found", "evidence": None, "value": "x" * (TEXT_MAX_CHARS + 1),
+             "confidence": 0.9})
 
 
 def test_lenient_values_are_normalised() -> None:
