@@ -96,8 +96,6 @@ MAX_CONFIRMED_SHOWN = 3
 REFINE_TEMPERATURE = 0.0
 #: Room for the new block and the rationale (a block is typically 150–400 tokens).
 REFINE_MAX_TOKENS = 2048
-#: ~1,500 tokens at 4 characters a token: room for a long block within REFINE_MAX_TOKENS.
-REFINED_BLOCK_MAX_CHARS = 6000
 REFINED_RATIONALE_MAX_CHARS = 800
 _EXAMPLES_HEADER = "Worked examples ("
 
@@ -108,11 +106,10 @@ Ask = Callable[[list[dict[str, str]], type[BaseModel]], Awaitable[BaseModel]]
 class RefinedBlock(BaseModel):
     """What the LLM returns for one variable."""
 
-    # Length bounds keep a rambling model from writing until max_tokens (servers that compile
-    # the schema into a grammar, like llama.cpp's, enforce them while decoding; elsewhere a
-    # too-long answer is re-asked with the validation error).
+    # The rationale is length-bounded (grammar-enforced on llama.cpp, re-asked elsewhere). The
+    # block is bounded only by REFINE_MAX_TOKENS: llama-cpp-python's grammar parser fails, and
+    # its server process dies, on a maxLength above ~1,000 (measured: 2,000 and 6,000 crash).
     instruction_block: str = Field(
-        max_length=REFINED_BLOCK_MAX_CHARS,
         description="The complete rewritten instruction block of the variable, starting with "
         "its heading line and keeping its answer format; no worked examples, no document text.")
     rationale: str = Field(

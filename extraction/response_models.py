@@ -87,7 +87,10 @@ DATE_PATTERN = r"^[0-9]{4}(-[0-9]{2}(-[0-9]{2})?)?$"
 #: Longest evidence quote kept (the prompt asks for a short quote: a sentence or two).
 EVIDENCE_MAX_CHARS = 300
 #: Longest TEXT value accepted; a longer answer is re-asked with the validation error.
-TEXT_MAX_CHARS = 2000
+#: Not higher: llama-cpp-python 0.3.36 unrolls maxLength into nested grammar rules, and its
+#: grammar parser fails ("failed to parse grammar") and the server process dies on a request
+#: with maxLength 2000 in the demo codebook's schema; 1000 was measured to work.
+TEXT_MAX_CHARS = 1000
 
 _STATUS_ALIASES = {
     "found": FOUND, "stated": FOUND, "present": FOUND, "yes": FOUND, "true": FOUND,

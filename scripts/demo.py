@@ -41,9 +41,22 @@ def extractflow(*args: str, capture_json: bool = False, may_fail: bool = False) 
     print(f"\n$ extractflow {' '.join(args)}", flush=True)
     cmd = [sys.executable, "-m", "extraction", *args]
     if not capture_json:
-        return subprocess.run(cmd, check=not may_fail).returncode == 0
+        ok = subprocess.run(cmd, check=not may_fail).returncode == 0
+        _check_local_model()
+        return ok
     done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
+    _check_local_model()
     return json.loads(done.stdout)
+
+
+_LOCAL: list[Any] = []  # the bundled model's server, when the demo started one
+
+
+def _check_local_model() -> None:
+    """Stop the demo, with the server's last words, if the bundled model's server died."""
+    if _LOCAL and not _LOCAL[0].is_running():
+        raise SystemExit("The local model server stopped during the demo; its log ends with:\n"
+                         + _LOCAL[0].log_tail(15))
 
 
 def _same(variable: str, got: Any, truth: Any) -> bool:
@@ -131,6 +144,7 @@ def _start_llm(stack: ExitStack) -> None:
     print("Starting the bundled local model (SmolLM2-135M: tiny, offline, answers are poor)",
           flush=True)
     server = stack.enter_context(local_model.start_local_server())
+    _LOCAL.append(server)
     llm = server.llm_settings()
     os.environ.update({
         "EXTRACTFLOW_LLM_BASE_URL": llm["base_url"],
@@ -160,8 +174,8 @@ def main() -> None:
         corrections = _review(sample["id"], truth)
         print(f"Reviewed the sample: {corrections} value(s) corrected")
         if not extractflow("prompt", "refine", PROJECT, may_fail=True):
-            print("Some prompts could not be refined (the model's rewrite did not pass the "
-                  "checks): they keep their current version, and the demo goes on.")
+            print("Some prompts could not be refined (the model gave no usable rewrite): "
+                  "they keep their current version, and the demo goes on.")
         extractflow("scorecard", PROJECT)
         full = extractflow("run", "full", PROJECT, "--json", capture_json=True)
         print(f"full job {full['id']}: {full['status']}")

@@ -25,6 +25,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -449,3 +450,36 @@ def test_llm_local_command_serves_until_ctrl_c_and_llm_check_passes(tmp_path: Pa
         code = serving.wait(30)
     assert code == 0
     assert not port_in_use(port), "the model server must stop with the command"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_real_local_server_takes_the_example_codebooks_schema_through_the_extractor() -> None:
+    """One document of the example codebook (8 variables, per_document) through our own
+    Extractor and LLMClient: the server survives the schema (its grammar converter died on
+    maxLength 2000) and every cell comes back typed, found or not."""
+    import asyncio
+
+    from benchmarks.bench_llm_modes import PROMPTS, VARIABLES, document
+    from config.settings import get_settings
+    from extraction.extractor import Extractor
+    from extraction.llm import LLMClient
+
+    _real_model_or_skip()
+
+    async def extract(server: local_model.LocalServer) -> Any:
+        settings = get_settings(llm_base_url=server.base_url, llm_model=server.model_name,
+                                llm_api_key="sk-local", llm_instructor_mode="tools",
+                                llm_timeout=300)
+        client = LLMClient.from_settings(settings)
+        try:
+            return await Extractor(client, mode="per_document", settings=settings
+                                   ).extract_document(document(), VARIABLES, PROMPTS)
+        finally:
+            await client.aclose()
+
+    with start_local_server() as server:
+        result = asyncio.run(extract(server))
+        assert server.is_running(), server.log_tail(5)
+    assert result.llm_calls >= 1 and len(result.cells) == len(VARIABLES)
+    assert {c.status.value for c in result.cells} <= {"ok", "not_found"}

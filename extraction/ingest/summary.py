@@ -41,11 +41,10 @@ class DuplicateFile:
     duplicate_of: str  # filename of the document that has the same content
 
 
-@dataclass
-class ChunkOutcome:
-    """What storing one chunk of parsed files did."""
+@dataclass(kw_only=True)
+class _FileCounts:
+    """The counters a stored chunk and a whole ingest share (summed by `IngestSummary.add`)."""
 
-    files: int = 0
     added: int = 0
     ok: int = 0
     empty: int = 0
@@ -57,23 +56,21 @@ class ChunkOutcome:
     duplicates: list[DuplicateFile] = field(default_factory=list)
 
 
-@dataclass
-class IngestSummary:
+@dataclass(kw_only=True)
+class ChunkOutcome(_FileCounts):
+    """What storing one chunk of parsed files did."""
+
+    files: int = 0
+
+
+@dataclass(kw_only=True)
+class IngestSummary(_FileCounts):
     """Totals of one ingest, built chunk by chunk with `add`."""
 
     project: str
     files_seen: int = 0
     files_done: int = 0
-    added: int = 0
-    ok: int = 0
-    empty: int = 0
-    failed: int = 0
-    pages: int = 0
-    bytes: int = 0
-    replaced: int = 0
     seconds: float = 0.0
-    problems: list[FileProblem] = field(default_factory=list)
-    duplicates: list[DuplicateFile] = field(default_factory=list)
 
     @property
     def duplicate_count(self) -> int:
