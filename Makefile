@@ -26,6 +26,12 @@ test: setup      ## the whole test suite on SQLite and PostgreSQL, with coverage
 test-fast: setup ## the suite without slow tests and without coverage
 	$(BIN)/python -m pytest -m "not slow" -q $(PYTEST_ARGS)
 
+bench: setup     ## every benchmark but the local model's (prints figures; ~30 minutes on 2 cores)
+	$(BIN)/python benchmarks/bench_ingest.py
+	$(BIN)/python benchmarks/bench_export.py
+	$(BIN)/python -m benchmarks.bench_full_run
+	$(BIN)/python -m benchmarks.bench_llm_modes
+
 lock:            ## re-resolve requirements.lock after changing pyproject.toml
 	$(BIN)/uv pip compile pyproject.toml --extra dev -o requirements.lock --python-version 3.11
 
