@@ -20,9 +20,6 @@ def quiet_prefect_environment() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "ERROR")
-    # Prefect waits 20 s for its temporary server; a first start on a busy 2-core machine
-    # was measured taking longer (database creation + migrations under load).
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 
 def configure_logging(verbose: bool = False) -> None:
