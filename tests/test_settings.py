@@ -67,3 +67,15 @@ def test_local_profile_fills_in_only_what_is_not_set(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("EXTRACTFLOW_LLM_PROFILE", "cloud")
     with pytest.raises(ValueError, match="local"):
         get_settings()
+
+
+def test_local_profile_matches_the_server_llm_local_starts() -> None:
+    # LOCAL_PROFILE repeats extraction.local_model's constants so that reading settings does
+    # not import the local-model module; this keeps the two from drifting apart.
+    from config.settings import LOCAL_PROFILE
+    from extraction import local_model
+
+    assert LOCAL_PROFILE["llm_base_url"] == f"http://127.0.0.1:{local_model.DEFAULT_PORT}/v1"
+    assert LOCAL_PROFILE["llm_api_key"].get_secret_value() == local_model.API_KEY
+    assert LOCAL_PROFILE["llm_model"] == local_model.BUNDLED_MODEL_NAME
+    assert LOCAL_PROFILE["llm_instructor_mode"] == local_model.RECOMMENDED_MODE
