@@ -11,6 +11,7 @@ import dataclasses
 import errno
 import hashlib
 import os
+import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -234,6 +235,22 @@ def test_pdfs_can_be_parsed_from_many_threads(tmp_path: Path) -> None:
     assert all(r.ok and r.page_count == 4 for r in results)
     assert [r.text for r in results[:16]] == [r.text for r in results[16:32]]
     assert results[5].page_text(3) == "document 5 page 2"
+
+
+def test_parsing_pdfs_does_not_load_pymupdfs_unused_extras_but_they_stay_importable() -> None:
+    """PyMuPDF 2 imports an ONNX layout model and pymupdf4llm (~1 s, ~80 MB) if installed."""
+    script = (
+        "import sys\n"
+        "from extraction.documents import parse_bytes\n"
+        "loaded = [m for m in ('pymupdf.layout', 'pymupdf4llm', 'onnxruntime') "
+        "if m in sys.modules]\n"
+        "import pymupdf4llm\n"
+        "print('loaded:', loaded, 'later:', pymupdf4llm.__name__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True, cwd=Path(__file__).resolve().parent.parent)
+
+    assert done.stdout.strip() == "loaded: [] later: pymupdf4llm"
 
 
 # --------------------------------------------------------------------------- DOCX

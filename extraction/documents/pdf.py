@@ -12,11 +12,12 @@ not threads, for parallelism (a thread pool still works, serialised).
 
 from __future__ import annotations
 
+import contextlib
 import re
+import sys
 import threading
+from collections.abc import Iterator
 from typing import Any, Final
-
-import pymupdf
 
 from extraction.documents.model import (
     PAGE_SEPARATOR,
@@ -26,6 +27,34 @@ from extraction.documents.model import (
 )
 
 __all__ = ["has_pdf_header", "parse_pdf"]
+
+#: Optional packages ``import pymupdf`` loads when they are installed (PyMuPDF 2 depends on
+#: them): pymupdf.layout loads an ONNX layout model at import, pymupdf4llm imports numpy.
+#: We use neither (plain text extraction), and together they cost ~1 s and ~80 MB in every
+#: process that parses — each CLI command, each parse worker.
+_UNUSED_EXTRAS: Final = ("pymupdf.layout", "pymupdf4llm")
+
+
+@contextlib.contextmanager
+def _without_unused_extras() -> Iterator[None]:
+    """Hide the extras while PyMuPDF imports, unless something imported them already.
+
+    They are hidden only during the import: the user's own ``import pymupdf4llm`` or
+    ``import pymupdf.layout`` later in the process still works.
+    """
+    hidden = [name for name in _UNUSED_EXTRAS if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # the import fails fast
+    try:
+        yield
+    finally:
+        for name in hidden:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+
+
+with _without_unused_extras():
+    import pymupdf
 
 _LOCK: Final = threading.Lock()
 # Without TEXT_PRESERVE_LIGATURES / TEXT_PRESERVE_WHITESPACE: ligatures are split into

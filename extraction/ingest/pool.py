@@ -7,9 +7,8 @@ batch of 10,000 unknown files needs:
 * Results come back in the order the paths were given.
 * Workers are forked from a *forkserver*, not from this process (which runs Prefect's
   threads and event loops and must not be forked) and not spawned afresh: importing the
-  parsers (PyMuPDF loads an ONNX layout model) takes seconds and ~200 MB, so the forkserver
-  pays it once and each worker is a cheap copy-on-write fork. Platforms without forkserver
-  use "spawn".
+  parsers takes about a second and ~150 MB, so the forkserver pays it once and each worker
+  is a cheap copy-on-write fork. Platforms without forkserver use "spawn".
 * The workers start in the background. Until they answer, files are parsed in the calling
   thread, so a pool never makes a batch slower to begin than parsing in-process.
 * A file that kills its worker (a MuPDF segfault, the OOM killer) breaks the executor. The
