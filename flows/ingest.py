@@ -28,9 +28,9 @@ from typing import Any
 
 from prefect import flow
 from prefect.artifacts import (
-    create_markdown_artifact,
-    create_progress_artifact,
-    update_progress_artifact,
+    acreate_markdown_artifact,
+    acreate_progress_artifact,
+    aupdate_progress_artifact,
 )
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -82,7 +82,7 @@ def _notify(summary: IngestSummary) -> None:
 
 @flow(name="ingest", flow_run_name="ingest-{project}",
       task_runner=ThreadPoolTaskRunner(max_workers=_CHUNKS_IN_FLIGHT), log_prints=False)
-def ingest(
+async def ingest(
     project: str,
     paths: list[str],
     chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -102,6 +102,11 @@ def ingest(
 
     Returns:
         The summary: files seen, ok, empty, failed (with reasons), duplicates, pages, bytes.
+
+    The flow is async only for Prefect's sake: a sync flow run ends by waiting up to a
+    second for its heartbeat thread (Prefect 3.8 sleeps it in 1 s steps), an async one does
+    not. The work itself runs in task threads and the parse processes; callers outside an
+    event loop use ``asyncio.run(ingest(...))``.
     """
     started = time.perf_counter()
     options = IngestOptions.resolve(get_settings(), chunk_size=chunk_size,
@@ -109,7 +114,7 @@ def ingest(
     found = discover(project, paths)
     summary = IngestSummary(project=found.project_name, files_seen=len(found.files))
     _notify(summary)
-    progress = create_progress_artifact(
+    progress = await acreate_progress_artifact(
         0.0, description=f"Ingesting {len(found.files)} files into {found.project_name}")
     chunks = chunked(found.files, options.chunk_size)
     with parse_pool(options.workers_for(len(found.files))) as pool:
@@ -119,17 +124,18 @@ def ingest(
                 found.project_id, chunk, pool=pool, max_bytes=options.max_file_bytes,
                 index=index)))
             if len(in_flight) >= _CHUNKS_IN_FLIGHT or index == len(chunks) - 1:
-                _store_ready(in_flight, found.project_id, options, summary, progress,
-                             drain=index == len(chunks) - 1)
+                await _store_ready(in_flight, found.project_id, options, summary, progress,
+                                   drain=index == len(chunks) - 1)
     summary.seconds = time.perf_counter() - started
-    create_markdown_artifact(key=artifact_key(summary.project), markdown=summary.to_markdown(),
-                             description=summary.headline())
+    await acreate_markdown_artifact(key=artifact_key(summary.project),
+                                    markdown=summary.to_markdown(),
+                                    description=summary.headline())
     return summary.to_dict()
 
 
-def _store_ready(in_flight: deque[tuple[int, PrefectFuture[list[Item]]]], project_id: Any,
-                 options: IngestOptions, summary: IngestSummary, progress: Any, *,
-                 drain: bool) -> None:
+async def _store_ready(in_flight: deque[tuple[int, PrefectFuture[list[Item]]]],
+                      project_id: Any, options: IngestOptions, summary: IngestSummary,
+                      progress: Any, *, drain: bool) -> None:
     """Store the oldest parsed chunk (all of them when ``drain``), in discovery order."""
     while in_flight:
         index, parsed = in_flight.popleft()
@@ -137,7 +143,8 @@ def _store_ready(in_flight: deque[tuple[int, PrefectFuture[list[Item]]]], projec
                                 index=index))
         del parsed  # the chunk's texts can go as soon as they are stored
         if summary.files_seen:
-            update_progress_artifact(progress, 100.0 * summary.files_done / summary.files_seen)
+            await aupdate_progress_artifact(progress,
+                                            100.0 * summary.files_done / summary.files_seen)
         _notify(summary)
         if not drain:
             return

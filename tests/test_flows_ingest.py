@@ -74,7 +74,8 @@ def test_ingest_flow_stores_every_file_in_chunks_with_artifacts(
         seen.append((summary.files_done, summary.files_seen))
 
     with watch_progress(progress):
-        state = ingest(project=project, paths=[str(corpus)], chunk_size=4, return_state=True)
+        state = asyncio.run(ingest(project=project, paths=[str(corpus)], chunk_size=4,
+                                   return_state=True))
     result = state.result()
     assert (result["files_seen"], result["ok"], result["empty"], result["failed"]) == (9, 7, 1, 1)
     assert result["pages"] >= 2 + 5 + 1
@@ -98,8 +99,8 @@ def test_ingest_flow_twice_adds_nothing_the_second_time(
         db_url: str, project: str, corpus: Path, prefect_harness: None) -> None:
     from flows.ingest import ingest
 
-    first = ingest(project=project, paths=[str(corpus)])
-    second = ingest(project=project, paths=[str(corpus / "*.txt"), str(corpus)])
+    first = asyncio.run(ingest(project=project, paths=[str(corpus)]))
+    second = asyncio.run(ingest(project=project, paths=[str(corpus / "*.txt"), str(corpus)]))
     assert first["added"] == 9
     assert second["added"] == 0 and second["duplicates"] == 9
 
@@ -108,7 +109,8 @@ def test_ingest_flow_fails_clearly_for_an_unknown_project(
         db_url: str, corpus: Path, prefect_harness: None) -> None:
     from flows.ingest import ingest
 
-    state = ingest(project="no-such-project", paths=[str(corpus)], return_state=True)
+    state = asyncio.run(ingest(project="no-such-project", paths=[str(corpus)],
+                               return_state=True))
     assert state.is_failed()
     with pytest.raises(Exception, match="no-such-project"):
         state.result()

@@ -148,6 +148,39 @@ def test_reingesting_the_same_folder_adds_nothing_and_says_so(
     assert {d.filename for d in again.duplicates} == set(first_ids) - unread
 
 
+def test_known_content_is_not_parsed_again_and_new_files_are_read_once(
+        db_url: str, project: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from extraction.ingest import store as ingest_store
+
+    hashed: list[str] = []
+    real_hash = ingest_store._hash_file
+    monkeypatch.setattr(ingest_store, "_hash_file",
+                        lambda path: hashed.append(os.path.basename(path)) or real_hash(path))
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for i in range(3):
+        make_pdf(folder / f"r{i}.pdf", [f"report {i}", "second page"])
+    ingest_paths(project, [folder])
+    assert hashed == []  # a new project: nothing to compare with, files read by the parser
+
+    make_text(folder / "new.txt", "a file the project has not seen")
+    parsed: list[str] = []
+
+    def counting_parse(path: str, *, max_bytes: int | None = None):  # type: ignore[no-untyped-def]
+        parsed.append(os.path.basename(path))
+        return parse_document(path, max_bytes=max_bytes)
+
+    project_id, _ = ingest_service.resolve_project(project)
+    paths = sorted(str(p) for p in folder.iterdir())
+    with ParsePool(1, parse=counting_parse) as pool:
+        items = ingest_service.parse_chunk(project_id, paths, pool=pool, max_bytes=None)
+
+    assert parsed == ["new.txt"]
+    assert sorted(hashed) == ["r0.pdf", "r1.pdf", "r2.pdf"]  # same size as a stored document
+    assert [type(i).__name__ for i in items] == ["ParsedDocument", "KnownFile", "KnownFile",
+                                                  "KnownFile"]
+
+
 def test_identical_files_in_one_batch_keep_the_first_in_order(
         db_url: str, project: str, tmp_path: Path) -> None:
     folder = tmp_path / "copies"

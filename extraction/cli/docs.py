@@ -107,13 +107,16 @@ def add(
 
 def _run_flow(project: str, paths: list[str], bar: _Bar, options: dict[str, Any]
               ) -> dict[str, Any]:
+    import asyncio
+
     quiet_prefect_console()
     from flows.ingest import ingest, watch_progress
 
     # Absolute paths: the flow run's parameters in Prefect say exactly what was read.
     absolute = [os.path.abspath(os.path.expanduser(p)) for p in paths]
     with watch_progress(bar.update):
-        state = ingest(project=project, paths=absolute, return_state=True, **options)
+        state = asyncio.run(ingest(project=project, paths=absolute, return_state=True,
+                                   **options))
     return state.result(raise_on_failure=True)  # type: ignore[no-any-return]
 
 

@@ -144,20 +144,19 @@ def _check_archive(data: bytes) -> None:
 
 
 class _StyleTable:
-    """Heading level and list-ness per paragraph style id, resolved once per document."""
+    """Heading level and list-ness per paragraph style id, resolved once per document.
+
+    Styles are read lazily: Word's default template defines ~160 styles and a document
+    uses a handful, so reading them all would cost more than the rest of a short memo.
+    """
 
     def __init__(self, styles_element: Any) -> None:
-        self._raw: dict[str, tuple[str, str | None, int | None, bool]] = {}
+        self._elements: dict[str, Any] = {}
         for style in styles_element.iterfind(f"{{{_W}}}style"):
             style_id = style.get(f"{{{_W}}}styleId")
-            if style_id is None:
-                continue
-            name = _child_val(style, "name") or style_id
-            based_on = _child_val(style, "basedOn")
-            ppr = style.find(f"{{{_W}}}pPr")
-            outline = _child_val(ppr, "outlineLvl") if ppr is not None else None
-            numbered = ppr is not None and ppr.find(f"{{{_W}}}numPr") is not None
-            self._raw[style_id] = (name, based_on, _outline_level(outline), numbered)
+            if style_id is not None:
+                self._elements.setdefault(style_id, style)
+        self._raw: dict[str, tuple[str, str | None, int | None, bool]] = {}
         self._cache: dict[str, tuple[int | None, bool]] = {}
 
     def lookup(self, style_id: str) -> tuple[int | None, bool]:
@@ -166,12 +165,29 @@ class _StyleTable:
             self._cache[style_id] = self._resolve(style_id)
         return self._cache[style_id]
 
+    def _read(self, style_id: str) -> tuple[str, str | None, int | None, bool] | None:
+        """(name, based on, outline level, numbered) of a defined style, else None."""
+        if style_id not in self._raw:
+            style = self._elements.get(style_id)
+            if style is None:
+                return None
+            name = _child_val(style, "name") or style_id
+            ppr = style.find(f"{{{_W}}}pPr")
+            outline = _child_val(ppr, "outlineLvl") if ppr is not None else None
+            numbered = ppr is not None and ppr.find(f"{{{_W}}}numPr") is not None
+            self._raw[style_id] = (name, _child_val(style, "basedOn"),
+                                   _outline_level(outline), numbered)
+        return self._raw[style_id]
+
     def _resolve(self, style_id: str) -> tuple[int | None, bool]:
         seen: set[str] = set()
         current: str | None = style_id
-        while current and current in self._raw and current not in seen:
+        while current and current not in seen:
+            raw = self._read(current)
+            if raw is None:
+                break
             seen.add(current)
-            name, based_on, outline, numbered = self._raw[current]
+            name, based_on, outline, numbered = raw
             level = _heading_level_from_name(name) or outline
             is_list = numbered or name.lower().startswith(("list bullet", "list number"))
             if level is not None or is_list:

@@ -84,6 +84,7 @@ class ParsePool:
         self.workers = max(1, workers)
         self._parse = parse
         self._lock = threading.Lock()
+        self._in_process_turn = threading.Lock()  # see `parse`
         self._executor: ProcessPoolExecutor | None = None
         self._closed = False
         self._in_process = self.workers <= 1
@@ -115,11 +116,26 @@ class ParsePool:
         """Parse ``paths`` and return their documents in the same order.
 
         Never raises for a bad file; a file that crashes a worker comes back failed.
+        While files are parsed in-process, calls from several threads take turns a whole
+        call at a time: parsing is CPU work under the GIL (and PyMuPDF's lock), so two
+        threads interleaving file by file would finish both chunks late instead of the
+        first one early (the flow stores a chunk while the next one is parsed).
         """
         slots: list[ParsedDocument | Submission] = []
-        for path in paths:
-            submission = self._submit(path, max_bytes) if self.parallel else None
-            slots.append(submission or self._parse(path, max_bytes=max_bytes))
+        has_turn = False
+        try:
+            for path in paths:
+                submission = self._submit(path, max_bytes) if self.parallel else None
+                if submission is not None:
+                    slots.append(submission)
+                    continue
+                if not has_turn:
+                    self._in_process_turn.acquire()
+                    has_turn = True
+                slots.append(self._parse(path, max_bytes=max_bytes))
+        finally:
+            if has_turn:
+                self._in_process_turn.release()
         return [slot if isinstance(slot, ParsedDocument) else self._result(path, slot,
                                                                            max_bytes)
                 for path, slot in zip(paths, slots)]

@@ -14,8 +14,9 @@ De-duplication, by sha256 of the raw bytes, within a project:
   document. Rows that hold usable text (ok) are never deleted by an ingest: an edited file is
   a new document next to the old one, and `extractflow docs remove` removes the old one.
 
-Before parsing, `find_known_files` hashes files and looks the hashes up among the project's
-ok documents, so re-ingesting a folder of 10,000 files costs reading, not parsing, them.
+Before parsing, `find_known_files` hashes the files that have the size of one of the project's
+ok documents and looks the hashes up, so re-ingesting a folder of 10,000 files costs reading,
+not parsing, them — and a new folder is not read twice.
 
 Each chunk is inserted in its own transaction (`store_chunk`), so a failure later in a batch
 never loses what was stored before it. Two ingests racing on the same content hit the
@@ -66,16 +67,31 @@ Item = ParsedDocument | KnownFile
 
 def find_known_files(session: Session, project_id: uuid.UUID, paths: Sequence[str], *,
                      max_bytes: int | None = None) -> dict[str, KnownFile]:
-    """Hash ``paths`` and return those whose content is already an ok document.
+    """Return the files of ``paths`` whose content is already an ok document.
 
-    Files that cannot be read, are not regular files, or are over ``max_bytes`` are left
-    for the parser, which explains the problem.
+    Only files with the size of one of the project's ok documents are hashed (same bytes,
+    same size), so a new folder is read once — by the parser — and a folder ingested again
+    is read once here and never parsed. Files that cannot be read, are not regular files,
+    or are over ``max_bytes`` are left for the parser, which explains the problem.
     """
-    hashes: dict[str, tuple[str, int]] = {}
+    sizes: dict[str, int] = {}
     for path in paths:
-        digest = _hash_file(path, max_bytes)
+        size = _regular_file_size(path, max_bytes)
+        if size is not None:
+            sizes[path] = size
+    if not sizes:
+        return {}
+    known_sizes: set[int] = set()
+    for batch in _batches(set(sizes.values())):
+        known_sizes.update(session.scalars(
+            select(Document.size_bytes).where(
+                Document.project_id == project_id, Document.size_bytes.in_(batch),
+                Document.parse_status == ParseStatus.OK).distinct()))
+    hashes: dict[str, tuple[str, int]] = {}
+    for path, size in sizes.items():
+        digest = _hash_file(path) if size in known_sizes else None
         if digest is not None:
-            hashes[path] = digest
+            hashes[path] = (digest, size)
     if not hashes:
         return {}
     known: set[str] = set()
@@ -226,20 +242,27 @@ def _stale_rows(session: Session, project_id: uuid.UUID, items: Sequence[Item]
     return stale
 
 
-def _hash_file(path: str, max_bytes: int | None) -> tuple[str, int] | None:
-    """(sha256, size) of a regular file within the limit; None when the parser should look."""
+def _regular_file_size(path: str, max_bytes: int | None) -> int | None:
+    """Size of a regular file within the limit; None when the parser should look."""
     try:
         info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode) or (max_bytes is not None
-                                               and info.st_size > max_bytes):
-            return None
+    except OSError:
+        return None
+    if not stat.S_ISREG(info.st_mode) or (max_bytes is not None and info.st_size > max_bytes):
+        return None
+    return info.st_size
+
+
+def _hash_file(path: str) -> str | None:
+    """sha256 of a file; None if it cannot be read (the parser will say why)."""
+    try:
         with open(path, "rb") as handle:
-            return hashlib.file_digest(handle, "sha256").hexdigest(), info.st_size
+            return hashlib.file_digest(handle, "sha256").hexdigest()
     except OSError:
         return None
 
 
-def _batches(values: Iterable[str]) -> Iterable[list[str]]:
+def _batches(values: Iterable[Any]) -> Iterable[list[Any]]:
     ordered = sorted(values)
     for start in range(0, len(ordered), _IN_BATCH):
         yield ordered[start:start + _IN_BATCH]
