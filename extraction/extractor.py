@@ -35,6 +35,7 @@ call(s); ``raw_answer`` the model's JSON for that variable, before normalisation
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -42,6 +43,8 @@ import uuid
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel
 
 from config.settings import Settings, get_settings
 from extraction import chunking
@@ -169,6 +172,13 @@ async def _all_or_raise(awaitables: Sequence[Awaitable[_T]]) -> list[_T]:
             await asyncio.gather(*pending, return_exceptions=True)
 
 
+@functools.lru_cache(maxsize=256)
+def _schema_text(model: type[BaseModel], indent: int | None) -> str:
+    """The response model's JSON schema as text (for the token budget), made once per model:
+    pydantic rebuilds a schema on every ``model_json_schema()`` call."""
+    return json.dumps(model.model_json_schema(), indent=indent)
+
+
 def _split_evenly(total: int, parts: int) -> list[int]:
     base, extra = divmod(total, parts)
     return [base + (1 if i < extra else 0) for i in range(parts)]
@@ -265,7 +275,7 @@ class Extractor:
         # instructor writes the schema into the prompt indented in json/md_json modes; tools
         # and json_schema send it compactly (some servers do not even render it as tokens).
         indent = 2 if getattr(self.client, "mode_name", "tools") in ("json", "md_json") else None
-        schema = json.dumps(model.model_json_schema(), indent=indent)
+        schema = _schema_text(model, indent)
         overhead = (chunking.estimate_tokens(system + "".join(blocks) + schema)
                     + max_tokens + _MESSAGE_OVERHEAD_TOKENS)
         budget = self.settings.llm_context_tokens - overhead

@@ -32,6 +32,7 @@ from ``llm_prices`` when the model has an entry.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import random
@@ -42,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import openai
-from instructor import Mode
+from instructor import Mode, OpenAISchema, openai_schema
 from instructor.core.exceptions import IncompleteOutputException
 from instructor.processing.response import (
     handle_reask_kwargs,
@@ -63,6 +64,20 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=BaseModel)
 Limiter = Callable[[], contextlib.AbstractAsyncContextManager[Any]]
+
+
+@functools.lru_cache(maxsize=1024)
+def _schema_class(response_model: type[T]) -> type[T]:
+    """``response_model`` with instructor's schema behaviour, made once per model.
+
+    Given a plain pydantic model, instructor makes a new wrapper class on every call, so its
+    own schema cache never hits and each call rebuilds the JSON schema: measured at about a
+    third of the client's CPU per document at 10,000 documents. A class that already is an
+    ``OpenAISchema`` is used as it is.
+    """
+    if issubclass(response_model, OpenAISchema):
+        return response_model
+    return openai_schema(response_model)
 
 #: What each mode sends: ``tools`` → a forced tool call (``tool_choice`` names the function);
 #: ``json_schema`` → ``response_format: json_schema``; ``json`` → ``response_format:
@@ -325,7 +340,8 @@ class LLMClient:
             request["max_tokens"] = max_tokens
         if self.request_logprobs:
             request["logprobs"] = True
-        prepared, kwargs = handle_response_model(response_model, mode=self.mode, **request)
+        prepared, kwargs = handle_response_model(_schema_class(response_model), mode=self.mode,
+                                                 **request)
         tally = _Tally()
         started = time.perf_counter()
         while True:
