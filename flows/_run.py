@@ -41,6 +41,7 @@ from extraction.limits import combine
 from extraction.models import JobKind, JobStatus, LogLevel, ProcessingJob
 from extraction.run_setup import chunked, create_run_job, load_plan, open_job, pending_documents
 from extraction.runner import ChunkOutcome, ChunkRunner, FatalRunError
+from flows import _preload
 from flows._limits import ensure_limits, process_limiter, rate_bucket, slot_lease
 from tasks.aggregate import aggregate
 from tasks.extract import extract
@@ -51,6 +52,7 @@ __all__ = ["flow_run_name_for", "on_flow_cancelled", "on_flow_crashed", "run_job
 
 logger = logging.getLogger(__name__)
 _CANCEL_STATES = {StateType.CANCELLING, StateType.CANCELLED}
+_preload.start()  # the LLM stack imports while Prefect sets the flow run up
 
 
 def _run_logger() -> Any:
@@ -173,6 +175,7 @@ def _log(job_id: uuid.UUID, event: str, message: str, level: LogLevel = LogLevel
 
 def build_extractor(settings: Settings, plan: Any, limiter: Any) -> tuple[Any, Any]:
     """The engine for a run: an LLM client behind ``limiter`` and an extractor in its mode."""
+    _preload.wait()
     from extraction.extractor import Extractor
     from extraction.llm import LLMClient
 
@@ -213,8 +216,8 @@ async def _extract_stage(job_id: uuid.UUID, settings: Settings, stop: asyncio.Ev
 
     lease = slot_lease(settings, slots, on_wait=lambda: asyncio.to_thread(waiting))
     # The stage holds the lease from here to the end (chunks share it), and asks for it while
-    # the engine is built: a process's first acquisition and first import of the LLM stack
-    # each take seconds, so they overlap instead of adding up.
+    # the engine is built: a process's first acquisition takes a moment, and so does the end
+    # of the LLM stack's import (flows/_preload.py) if the run got here quickly.
     entering = asyncio.ensure_future(lease.__aenter__())
     try:
         client, extractor = await asyncio.to_thread(build_extractor, settings, plan, limiter)
