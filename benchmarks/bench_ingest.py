@@ -8,11 +8,12 @@ Usage::
     .venv/bin/python benchmarks/bench_ingest.py --skip-flow        # no Prefect run
 
 A corpus is written with ``tests/document_factory.py`` into a temp folder. Each measurement
-then runs in a fresh Python process, so its peak RSS (``ru_maxrss``) is its own. Worker
-processes (the parse pool's forkserver and workers; in flow mode also Prefect's temporary
-API server) are measured by the parent sampling the child's whole process tree every 0.1 s
-with psutil during the measured window: the peak of the summed PSS (proportional set size:
-pages shared by forked workers are split between them, not counted once per process). Modes:
+then runs in a fresh Python process, so its peak RSS (``ru_maxrss``) is its own. In the
+memory runs, worker processes (the parse pool's forkserver and workers) are measured too:
+the parent samples the child's whole process tree every 0.1 s with psutil during the
+measured window and keeps the peak of the summed PSS (proportional set size: pages shared
+by forked workers are split between them, not counted once per process). The timed runs
+do not sample (it costs CPU on a 2-core machine). Modes:
 
 * ``bare`` — open each file with PyMuPDF / python-docx, extract the text of every page /
   paragraph / table cell, close. No hashing, no checks, no database: the ceiling.
@@ -259,8 +260,13 @@ def run_child(args: argparse.Namespace) -> None:
 
 
 def measure(mode: str, corpus: Path, db_url: str, *, workers: int = 1,
-            limit: int | None = None) -> dict[str, Any]:
-    """Run one mode in a fresh process and return its figures (with children's RSS)."""
+            limit: int | None = None, tree: bool = False) -> dict[str, Any]:
+    """Run one mode in a fresh process and return its figures.
+
+    ``tree``: also sample the PSS of its whole process tree. Only the memory runs do: reading
+    /proc/*/smaps of six processes ten times a second costs a good part of a core, which
+    would slow the timed runs with worker processes more than the bare loop.
+    """
     scratch = Path(tempfile.mkdtemp(prefix="bench-ingest-run-"))
     url = db_url if db_url != "sqlite" else f"sqlite:///{scratch / 'bench.db'}"
     if url.startswith("postgresql"):
@@ -277,14 +283,17 @@ def measure(mode: str, corpus: Path, db_url: str, *, workers: int = 1,
     # started) must not keep this process waiting for end-of-file.
     with open(log, "wb") as sink:
         child = subprocess.Popen(command, env=env, stdout=sink, stderr=sink)
-        with TreeMemory(child.pid, scratch / "measuring") as tree:
+        sampler = TreeMemory(child.pid, scratch / "measuring") if tree else None
+        with sampler or contextlib.nullcontext():
             returncode = child.wait()
     try:
         if returncode != 0 or not out.exists():
             tail = log.read_text(errors="replace")[-3000:]
             raise SystemExit(f"{mode} failed (exit {returncode}):\n{tail}")
         result: dict[str, Any] = json.loads(out.read_text())
-        result["tree_pss_mb"], result["tree_processes"] = tree.peak_mb, tree.peak_processes
+        if sampler is not None:
+            result["tree_pss_mb"], result["tree_processes"] = (sampler.peak_mb,
+                                                               sampler.peak_processes)
         return result
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -349,7 +358,7 @@ def main() -> None:
           f"CPUs: {os.cpu_count()}; load average: {os.getloadavg()[0]:.1f}; "
           f"best of {args.repeat}", flush=True)
     header = (f"{'mode':<12} {'files':>5} {'pages':>6} {'seconds':>8} {'pages/s':>9} "
-              f"{'vs bare':>7} {'cpu s':>7} {'rss0 MB':>8} {'peak MB':>8} {'tree PSS MB (procs)'}")
+              f"{'vs bare':>7} {'cpu s':>7} {'rss0 MB':>8} {'peak MB':>8}")
     print(header)
     print("-" * len(header))
     bare = best_of(args.repeat, "bare", corpus, db_url)
@@ -366,7 +375,7 @@ def main() -> None:
                   flush=True)
     print("\nmemory: peak RSS of the ingest process by number of files")
     for workers in args.workers:
-        small, large = (measure("ingest", corpus, db_url, workers=workers, limit=n)
+        small, large = (measure("ingest", corpus, db_url, workers=workers, limit=n, tree=True)
                         for n in args.memory_sizes)
         print(f"  w{workers}: {small['files']} files: peak RSS {small['rss_peak_mb']:.0f} MB, "
               f"tree PSS {small['tree_pss_mb']:.0f} MB; {large['files']} files: peak RSS "

@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     progress_flush_seconds: float = Field(default=1.0, gt=0)
     cancel_poll_seconds: float = Field(default=1.0, gt=0)
     job_stale_seconds: float = Field(default=60.0, gt=0, description="Silent PROCESSING = crashed.")
+    stop_after_unreachable_documents: int = Field(
+        default=10, ge=0, description="A run stops (FAILED) when this many documents in a row "
+        "could not reach the LLM server after their retries; 0: never.")
     deployment_sample_run: str = "sample-run/sample-run"
     deployment_full_run: str = "full-run/full-run"
     max_file_bytes: int = Field(default=50 * 1024 * 1024, ge=1)

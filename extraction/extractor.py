@@ -117,6 +117,8 @@ class _Call:
 @dataclass
 class _Tally:
     calls: int = 0
+    answered: int = 0  # calls the server answered (whatever the answer)
+    unreachable: int = 0  # calls that never reached the server
     attempts: int = 0
     reasks: int = 0
     tokens_in: int = 0
@@ -125,6 +127,7 @@ class _Tally:
 
     def add_result(self, result: LLMResult[Any]) -> None:
         self.calls += 1
+        self.answered += 1
         self.attempts += result.attempts
         self.reasks += result.reasks
         self.tokens_in += result.tokens_in
@@ -134,6 +137,10 @@ class _Tally:
 
     def add_error(self, error: LLMError, cost: float | None) -> None:
         self.calls += 1
+        if error.extra.get("unreachable"):
+            self.unreachable += 1
+        else:
+            self.answered += 1
         self.attempts += int(error.extra.get("attempts") or error.attempts or 0)
         self.reasks += int(error.extra.get("reasks") or 0)
         self.tokens_in += int(error.extra.get("tokens_in") or 0)
@@ -232,10 +239,13 @@ class Extractor:
             units = [[v] for v in variables]
         outcomes = await _all_or_raise([self._extract_unit(document, u, prompts) for u in units])
         by_id: dict[uuid.UUID, CellResult] = {}
+        answered = unreachable = 0
         for outcome in outcomes:
             for cell in outcome.cells:
                 by_id[cell.variable_id] = cell
             tally = outcome.tally
+            answered += tally.answered
+            unreachable += tally.unreachable
             result.llm_calls += tally.calls
             result.attempts += tally.attempts
             result.reasks += tally.reasks
@@ -245,6 +255,7 @@ class Extractor:
                 result.cost_usd = (result.cost_usd or 0.0) + tally.cost_usd
             result.errors.extend(outcome.errors)
         result.cells = [by_id[v.id] for v in variables]
+        result.unreachable = unreachable > 0 and answered == 0
         return result
 
     # ------------------------------------------------------------------ one call unit

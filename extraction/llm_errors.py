@@ -205,7 +205,7 @@ def classify(
         reason = f": {cause}" if cause else ""
         return LLMError(f"cannot reach the LLM server{_where(exc)} {tries}{reason}; check "
                         "EXTRACTFLOW_LLM_BASE_URL and that the server is running",
-                        retryable=True, extra={"cause": cause}, **kwargs)
+                        retryable=True, extra={"cause": cause, "unreachable": True}, **kwargs)
     if not isinstance(exc, openai.APIStatusError):
         return LLMError(f"{type(exc).__name__}: {exc} ({tries})", **kwargs)
     status = exc.status_code

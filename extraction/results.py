@@ -97,3 +97,5 @@ class DocumentResult:
     tokens_out: int = 0
     cost_usd: float | None = None
     errors: list[str] = field(default_factory=list)
+    #: Every call failed without reaching the LLM server (connection refused, DNS…).
+    unreachable: bool = False

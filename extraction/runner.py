@@ -134,6 +134,9 @@ class ChunkRunner:
         stop: Set when the run must stop starting documents (cancellation).
         check_written: Look for cells this job already wrote in each chunk (a resumed job);
             a fresh job has none, so the flow turns the query off.
+        stop_after_unreachable: Stop the run (fatal) when this many documents in a row
+            finished without any call reaching the LLM server; 0 never stops. A server that
+            is down would otherwise fail every remaining document, each after its retries.
     """
 
     def __init__(
@@ -147,6 +150,7 @@ class ChunkRunner:
         flush_seconds: float = 1.0,
         stop: asyncio.Event | None = None,
         check_written: bool = True,
+        stop_after_unreachable: int = 0,
     ) -> None:
         self.plan = plan
         self.check_written = check_written
@@ -159,6 +163,8 @@ class ChunkRunner:
         self._write_lock = asyncio.Lock()
         self._fatal: FatalRunError | None = None
         self._names = {v.id: v.name for v in plan.variables}
+        self.stop_after_unreachable = stop_after_unreachable
+        self._unreachable_streak = 0
 
     @property
     def fatal(self) -> FatalRunError | None:
@@ -321,6 +327,7 @@ class ChunkRunner:
                         raise exc
                     item, result, error = future.result()
                     self._collect(batch, item, result, error, outcome)
+                    self._watch_reachability(result)
                 due = time.monotonic() - last_flush >= self.flush_seconds
                 if batch.documents and (batch.documents >= self.batch_documents or due):
                     await self._flush(batch)
@@ -337,6 +344,23 @@ class ChunkRunner:
         if self._fatal is not None:
             raise self._fatal
         return outcome
+
+    def _watch_reachability(self, result: DocumentResult | None) -> None:
+        """Count documents in a row whose calls never reached the server; stop at the limit."""
+        if result is None or not result.llm_calls:
+            return
+        if not result.unreachable:
+            self._unreachable_streak = 0
+            return
+        self._unreachable_streak += 1
+        if self._fatal is None and self.stop_after_unreachable \
+                and self._unreachable_streak >= self.stop_after_unreachable:
+            reason = next((c.error for c in result.cells if c.error), "connection failed")
+            self._fatal = FatalRunError(
+                f"the LLM server could not be reached for {self._unreachable_streak} documents "
+                f"in a row ({reason}); the run stopped rather than fail every remaining "
+                "document the same way. Cells already extracted are kept: start the run again "
+                "once the server is back, and they are reused")
 
     def _collect(self, batch: _Batch, item: _DocWork, result: DocumentResult | None,
                  error: str | None, outcome: ChunkOutcome) -> None:

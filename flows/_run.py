@@ -236,6 +236,7 @@ async def _extract_stage(job_id: uuid.UUID, settings: Settings, stop: asyncio.Ev
             plan, extractor, session_factory=session_scope, documents_in_flight=in_flight_docs,
             batch_documents=settings.documents_per_chunk,
             flush_seconds=settings.progress_flush_seconds, stop=stop, check_written=resumed,
+            stop_after_unreachable=settings.stop_after_unreachable_documents,
         )
         artifact_id = await acreate_progress_artifact(
             progress=await asyncio.to_thread(_progress, job_id),

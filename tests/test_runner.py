@@ -4,6 +4,7 @@ the real engine over real HTTP against the fake LLM server, on SQLite and Postgr
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,7 +58,8 @@ def _setup(db_url: str, n_docs: int, **job_options: object) -> uuid.UUID:
 
 def _run(db_url: str, job_id: uuid.UUID, *, stop: asyncio.Event | None = None,
          resumed: bool = False, limit: int = 4, chunk: int = 4,
-         stop_after_requests: tuple[FakeLLMServer, int] | None = None) -> ChunkOutcome:
+         stop_after_requests: tuple[FakeLLMServer, int] | None = None,
+         stop_after_unreachable: int = 0) -> ChunkOutcome:
     from extraction.extractor import Extractor
     from extraction.llm import LLMClient
 
@@ -74,7 +76,8 @@ def _run(db_url: str, job_id: uuid.UUID, *, stop: asyncio.Event | None = None,
         runner = ChunkRunner(plan, Extractor(client, mode=plan.mode, settings=settings),
                              session_factory=lambda: db.session_scope(db_url),
                              documents_in_flight=limit, batch_documents=chunk,
-                             flush_seconds=0.1, stop=event, check_written=resumed)
+                             flush_seconds=0.1, stop=event, check_written=resumed,
+                             stop_after_unreachable=stop_after_unreachable)
 
         async def stopper() -> None:
             assert stop_after_requests is not None
@@ -258,6 +261,42 @@ def test_bad_credentials_stop_the_run(db_url: str, monkeypatch: pytest.MonkeyPat
             _run(db_url, job_id)
         assert server.total_requests <= 4
     assert "401" in raised.value.reason or "auth" in raised.value.reason.lower()
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_server_that_is_down_stops_the_run_after_a_few_documents(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    point_at_fake_llm(monkeypatch, f"http://127.0.0.1:{_closed_port()}/v1")
+    job_id = _setup(db_url, 12)
+
+    with pytest.raises(FatalRunError) as raised:
+        _run(db_url, job_id, limit=1, chunk=4, stop_after_unreachable=3)
+
+    reason = raised.value.reason
+    assert "could not be reached for 3 documents in a row" in reason
+    assert "Connection refused" in reason and "start the run again" in reason
+    cells = _cells(db_url, job_id)
+    # The three documents tried (and the one already in flight) are stored as failed, five
+    # variables each; the eight others were never tried.
+    assert 3 * 5 <= len(cells) <= 4 * 5
+    assert all(c.status is ExtractionStatus.FAILED for c in cells)
+    assert all(c.attempts == 1 + get_settings().llm_max_retries for c in cells)
+
+
+def test_documents_answered_in_between_reset_the_unreachable_count(
+        db_url: str, llm: FakeLLMServer) -> None:
+    llm.fail_when("Sponsor1 Labs", "disconnect")
+    llm.fail_when("Sponsor3 Labs", "disconnect")
+    job_id = _setup(db_url, 6)
+
+    outcome = _run(db_url, job_id, limit=1, chunk=6, stop_after_unreachable=2)
+
+    assert (outcome.documents_completed, outcome.documents_failed) == (4, 2)
 
 
 def test_parse_stage_parses_pending_documents_and_drops_unusable_ones(
