@@ -320,8 +320,7 @@ def _row(label: str, r: dict[str, Any], bare_pps: float | None) -> str:
     share = f"{100 * pps / bare_pps:5.0f} %" if bare_pps else "  100 %"
     cpu = r["cpu_self"] + r["cpu_children"]
     return (f"{label:<12} {r['files']:>5} {r['pages']:>6} {r['seconds']:>8.2f} {pps:>9.0f} "
-            f"{share} {cpu:>7.2f} {r['rss_baseline_mb']:>8.0f} {r['rss_peak_mb']:>8.0f} "
-            f"{r['tree_pss_mb']:>8.0f} ({r['tree_processes']})")
+            f"{share} {cpu:>7.2f} {r['rss_baseline_mb']:>8.0f} {r['rss_peak_mb']:>8.0f}")
 
 
 def main() -> None:

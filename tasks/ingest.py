@@ -50,7 +50,7 @@ def discover(project: str, paths: list[str]) -> Discovered:
 def parse_chunk(project_id: uuid.UUID, paths: list[str], *, pool: ParsePool,
                 max_bytes: int, index: int = 0) -> list[Item]:
     """Parse one chunk of files in the worker pool, skipping content already stored."""
-    return service.parse_chunk(project_id, paths, pool=pool, max_bytes=max_bytes)
+    return service.parse_chunk(project_id, paths, pool=pool, max_bytes=max_bytes, index=index)
 
 
 @task(name="store-chunk", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5],

@@ -48,6 +48,7 @@ ParseFn = Callable[..., ParsedDocument]
 
 _MAX_TASKS_PER_CHILD: Final = 2000
 _START_TIMEOUT: Final = 180.0  # seconds for fresh workers to answer the start-up probe
+_TURN_WAIT: Final = 30.0  # seconds a chunk waits for the chunks before it to hand out files
 _PRELOAD: Final = ["__main__", "extraction.documents"]
 _CRASH_MESSAGE: Final = ("the parser crashed while reading this file (its worker process "
                          "died); the file is probably malformed in a way the PDF/DOCX "
@@ -84,7 +85,9 @@ class ParsePool:
         self.workers = max(1, workers)
         self._parse = parse
         self._lock = threading.Lock()
-        self._in_process_turn = threading.Lock()  # see `parse`
+        self._hand_out = threading.Lock()  # see `parse`
+        self._turns = threading.Condition()
+        self._next_turn = 0
         self._executor: ProcessPoolExecutor | None = None
         self._closed = False
         self._in_process = self.workers <= 1
@@ -111,34 +114,49 @@ class ParsePool:
         self._ready.wait(timeout)
         return self.parallel
 
-    def parse(self, paths: Sequence[str], *, max_bytes: int | None = None
-              ) -> list[ParsedDocument]:
+    def parse(self, paths: Sequence[str], *, max_bytes: int | None = None,
+              turn: int | None = None) -> list[ParsedDocument]:
         """Parse ``paths`` and return their documents in the same order.
 
         Never raises for a bad file; a file that crashes a worker comes back failed.
-        While files are parsed in-process, calls from several threads take turns a whole
-        call at a time: parsing is CPU work under the GIL (and PyMuPDF's lock), so two
-        threads interleaving file by file would finish both chunks late instead of the
-        first one early (the flow stores a chunk while the next one is parsed).
+
+        Calls from several threads take turns to hand out their files (parse them, while
+        the workers are not up): parsing in-process is CPU work under the GIL and PyMuPDF's
+        lock, so two chunks interleaving file by file would both finish late instead of the
+        first one early — and the flow stores a chunk while the next one is parsed.
+        ``turn`` (the chunk's index) makes the turns go in chunk order; see `skip_turn`.
         """
         slots: list[ParsedDocument | Submission] = []
-        has_turn = False
-        try:
+        with self._turn(turn):
             for path in paths:
                 submission = self._submit(path, max_bytes) if self.parallel else None
-                if submission is not None:
-                    slots.append(submission)
-                    continue
-                if not has_turn:
-                    self._in_process_turn.acquire()
-                    has_turn = True
-                slots.append(self._parse(path, max_bytes=max_bytes))
-        finally:
-            if has_turn:
-                self._in_process_turn.release()
+                slots.append(submission or self._parse(path, max_bytes=max_bytes))
         return [slot if isinstance(slot, ParsedDocument) else self._result(path, slot,
                                                                            max_bytes)
                 for path, slot in zip(paths, slots)]
+
+    def skip_turn(self, turn: int) -> None:
+        """Let later turns go: chunk ``turn`` will not call `parse` (it failed before)."""
+        with self._turns:
+            self._next_turn = max(self._next_turn, turn + 1)
+            self._turns.notify_all()
+
+    @contextmanager
+    def _turn(self, turn: int | None) -> Iterator[None]:
+        """Hold the hand-out lock; with ``turn``, first wait for the earlier turns.
+
+        The wait is bounded (`_TURN_WAIT`): order only makes the pipeline faster, so a
+        turn whose chunk never arrives must not block the ones after it.
+        """
+        if turn is not None:
+            with self._turns:
+                self._turns.wait_for(lambda: self._next_turn >= turn, timeout=_TURN_WAIT)
+        try:
+            with self._hand_out:
+                yield
+        finally:
+            if turn is not None:
+                self.skip_turn(turn)
 
     def close(self) -> None:
         """Stop the worker processes (waits for files being parsed)."""

@@ -99,15 +99,25 @@ def chunked(paths: Sequence[str], size: int) -> list[list[str]]:
 
 
 def parse_chunk(project_id: uuid.UUID, paths: Sequence[str], *, pool: ParsePool,
-                max_bytes: int | None, url: str | None = None) -> list[Item]:
+                max_bytes: int | None, url: str | None = None,
+                index: int | None = None) -> list[Item]:
     """Parse one chunk, skipping files whose bytes are already an ok document.
+
+    ``index`` (the chunk's place in the batch) lets chunks parsed at the same time in one
+    pool take their turns in order (see `ParsePool.parse`).
 
     Returns one item per path, in order: a `KnownFile` for content the project has, else
     the `ParsedDocument` (ok, empty or failed — never an exception for a bad file).
     """
-    with session_scope(url) as session:
-        known = find_known_files(session, project_id, paths, max_bytes=max_bytes)
-    parsed = iter(pool.parse([p for p in paths if p not in known], max_bytes=max_bytes))
+    try:
+        with session_scope(url) as session:
+            known = find_known_files(session, project_id, paths, max_bytes=max_bytes)
+    except BaseException:
+        if index is not None:
+            pool.skip_turn(index)
+        raise
+    parsed = iter(pool.parse([p for p in paths if p not in known], max_bytes=max_bytes,
+                             turn=index))
     return [known[p] if p in known else next(parsed) for p in paths]
 
 
