@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from prefect import flow
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import acreate_markdown_artifact
 
 from extraction.export import ExportOptions
 from tasks.export import export_file
@@ -20,7 +20,7 @@ def _artifact_key(project: str) -> str:
 
 
 @flow(name="export-dataset")
-def export_dataset(
+async def export_dataset(
     project: str,
     format: str = "csv-wide",
     output: str | None = None,
@@ -46,6 +46,9 @@ def export_dataset(
         min_confidence: Blank and flag values below this confidence (0-1).
         force: Overwrite ``output`` if it exists.
         include_document_text: Add each document's full text (large).
+
+    Async for Prefect's sake, like ``ingest``: a sync flow run ends by waiting up to a second
+    for its heartbeat thread. Callers outside an event loop: ``asyncio.run(export_dataset(…))``.
     """
     options = ExportOptions(
         format=format, output=output, job_id=job_id, include_confidence=include_confidence,
@@ -53,7 +56,7 @@ def export_dataset(
         min_confidence=min_confidence, force=force,
     )
     result = export_file(project, options)
-    create_markdown_artifact(
+    await acreate_markdown_artifact(
         key=_artifact_key(result["project"]),
         markdown=result.pop("markdown"),
         description=f"{result['format']} export: {result['rows']} rows × "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import openpyxl
@@ -27,7 +28,8 @@ def project(session: Session) -> str:
 def test_flow_writes_the_file_and_leaves_an_artifact(
         prefect_harness: None, project: str, tmp_path: Path) -> None:
     output = tmp_path / "trials.xlsx"
-    result = export_dataset(project, format="xlsx", output=str(output), min_confidence=0.5)
+    result = asyncio.run(export_dataset(project, format="xlsx", output=str(output),
+                                        min_confidence=0.5))
     assert result["path"] == str(output) and result["rows"] == 2
     assert result["columns"] == 6  # document_id, filename, 2 values, 2 __flagged
     data = list(openpyxl.load_workbook(output)["data"].iter_rows(values_only=True))
@@ -43,7 +45,7 @@ def test_flow_fails_clearly_on_an_existing_file(
         prefect_harness: None, project: str, tmp_path: Path) -> None:
     output = tmp_path / "taken.csv"
     output.write_text("keep")
-    state = export_dataset(project, output=str(output), return_state=True)
+    state = asyncio.run(export_dataset(project, output=str(output), return_state=True))
     assert state.is_failed()
     assert "already exists" in (state.message or "") or "already exists" in str(
         state.result(raise_on_failure=False))

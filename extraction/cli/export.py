@@ -7,6 +7,7 @@ Prefect UI with its report artifact.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from pathlib import Path
@@ -40,7 +41,7 @@ def _run_flow(project: str, options: ExportOptions) -> dict[str, Any]:
     from flows.export_dataset import export_dataset
 
     try:
-        return export_dataset(
+        return asyncio.run(export_dataset(
             project, format=options.format.value,
             output=str(options.output) if options.output is not None else None,
             job_id=str(options.job_id) if options.job_id else None,
@@ -48,7 +49,7 @@ def _run_flow(project: str, options: ExportOptions) -> dict[str, Any]:
             include_source_text=options.include_source_text,
             include_document_text=options.include_document_text,
             min_confidence=options.min_confidence, force=options.force,
-        )
+        ))
     except ExtractflowError as exc:
         # Drop the engine's frames: they keep DuckDB objects alive until exit, where its
         # bindings would print a "nanobind: leaked …" report under the error message.
