@@ -35,7 +35,7 @@ from extraction.run_setup import (
 )
 from extraction.run_summary import finalize_job
 from extraction.runner import ChunkOutcome, ChunkRunner, FatalRunError
-from tests.fake_llm_server import FakeLLMServer
+from tests.fake_llm_server import ChatRequest, FakeLLMServer
 from tests.run_factory import add_trial_documents, make_project, point_at_fake_llm
 
 
@@ -290,8 +290,16 @@ def test_a_server_that_is_down_stops_the_run_after_a_few_documents(
 
 def test_documents_answered_in_between_reset_the_unreachable_count(
         db_url: str, llm: FakeLLMServer) -> None:
-    llm.fail_when("Sponsor1 Labs", "disconnect")
-    llm.fail_when("Sponsor3 Labs", "disconnect")
+    seen: list[str] = []
+
+    def second_and_fourth_document(request: ChatRequest) -> bool:
+        # Documents are asked one at a time (limit=1), in an order the test does not choose.
+        document = request.documents[0]
+        if document not in seen:
+            seen.append(document)
+        return seen.index(document) in (1, 3)
+
+    llm.fail_when(second_and_fourth_document, "disconnect")
     job_id = _setup(db_url, 6)
 
     outcome = _run(db_url, job_id, limit=1, chunk=6, stop_after_unreachable=2)

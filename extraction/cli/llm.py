@@ -8,7 +8,9 @@ offline experiments (``EXTRACTFLOW_LLM_PROFILE=local`` points every command at i
 from __future__ import annotations
 
 import asyncio
-import time
+import signal
+import threading
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -116,12 +118,33 @@ def local(
                                ("INSTRUCTOR_MODE", settings["mode"])):
                 console.print(f"  export EXTRACTFLOW_LLM_{key}={value}", markup=False)
         console.print("  extractflow llm check", markup=False)
-        while server.is_running():
-            time.sleep(0.5)
+        if _wait_for_ctrl_c(server.is_running):
+            err_console.print("Stopping the local model server…")
+            return
         raise local_model.LocalModelError(
             f"the local model server exited with code {server.process.returncode}; "
             f"its log ends with:\n{server.log_tail(15)}", title="Local model server stopped")
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C before the wait began
         err_console.print("Stopping the local model server…")
     finally:
         server.stop()
+
+
+def _wait_for_ctrl_c(alive: Callable[[], bool]) -> bool:
+    """Wait until Ctrl-C / SIGTERM (True) or until ``alive()`` turns false (False).
+
+    The signal only sets an event. A KeyboardInterrupt raised inside ``Popen.poll`` can leave
+    its internal wait lock taken, after which stopping the server waits out every timeout —
+    the likely cause of a CI run in which the command took over 30 s to exit after Ctrl-C.
+    """
+    asked = threading.Event()
+    handlers = {sig: signal.signal(sig, lambda *_: asked.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while alive():
+            if asked.wait(0.5):
+                return True
+        return asked.is_set()
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
