@@ -7,6 +7,7 @@ from typing import Any
 
 from prefect import flow
 from prefect.artifacts import acreate_markdown_artifact
+from prefect.context import SyncClientContext
 
 from extraction.export import ExportOptions
 from tasks.export import export_file
@@ -55,7 +56,8 @@ async def export_dataset(
         include_source_text=include_source_text, include_document_text=include_document_text,
         min_confidence=min_confidence, force=force,
     )
-    result = export_file(project, options)
+    with SyncClientContext.get_or_create():  # the sync task reuses the flow's API client
+        result = export_file(project, options)
     await acreate_markdown_artifact(
         key=_artifact_key(result["project"]),
         markdown=result.pop("markdown"),

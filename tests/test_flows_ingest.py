@@ -95,6 +95,29 @@ def test_ingest_flow_stores_every_file_in_chunks_with_artifacts(
     assert "broken.docx" in summary.data and "corrupt DOCX" in summary.data
 
 
+def test_ingest_flow_task_runs_share_one_api_client(
+        db_url: str, project: str, corpus: Path, prefect_harness: None,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each Prefect API client costs a TLS context (~30 ms of CPU); 10,000 files make 201
+    task runs, so they must share the flow's client instead of opening one each."""
+    import ssl
+
+    from flows.ingest import ingest
+
+    made: list[int] = []
+    real = ssl.create_default_context
+
+    def counting(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        made.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ssl, "create_default_context", counting)
+    result = asyncio.run(ingest(project=project, paths=[str(corpus)], chunk_size=2))
+
+    assert result["files_seen"] == 9  # 1 + 2 × 5 = 11 task runs
+    assert len(made) <= 8  # 7 measured; a client per task run made 22
+
+
 def test_ingest_flow_twice_adds_nothing_the_second_time(
         db_url: str, project: str, corpus: Path, prefect_harness: None) -> None:
     from flows.ingest import ingest
