@@ -430,8 +430,11 @@ def test_llm_local_command_serves_until_ctrl_c_and_llm_check_passes(tmp_path: Pa
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXTRACTFLOW_LLM")}
     env["EXTRACTFLOW_HOME"] = str(tmp_path / "home")
     cli = [sys.executable, "-m", "extraction"]
+    # Started with SIGINT ignored, as a shell starts a background command: Ctrl-C (SIGINT)
+    # must stop it all the same.
     serving = subprocess.Popen([*cli, "llm", "local", "--port", str(port)], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         assert serving.stdout is not None
         first = serving.stdout.readline()

@@ -133,9 +133,11 @@ def local(
 def _wait_for_ctrl_c(alive: Callable[[], bool]) -> bool:
     """Wait until Ctrl-C / SIGTERM (True) or until ``alive()`` turns false (False).
 
-    The signal only sets an event. A KeyboardInterrupt raised inside ``Popen.poll`` can leave
-    its internal wait lock taken, after which stopping the server waits out every timeout —
-    the likely cause of a CI run in which the command took over 30 s to exit after Ctrl-C.
+    Our own handlers, because Python raises KeyboardInterrupt only if SIGINT was not ignored
+    when it started — and a shell that starts a command in the background without job
+    control (`cmd &` in a script, many CI runners) starts it with SIGINT ignored. Seen in a
+    CI run: `llm local` ignored the SIGINT and served on for 20 minutes. The handlers only
+    set an event, so the server is stopped outside the signal handler.
     """
     asked = threading.Event()
     handlers = {sig: signal.signal(sig, lambda *_: asked.set())
