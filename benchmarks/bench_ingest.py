@@ -23,7 +23,7 @@ do not sample (it costs CPU on a 2-core machine). Modes:
 * ``flow wN`` — the Prefect ``ingest`` flow on the ephemeral API. Prefect's start-up (the
   temporary API server and a first trivial flow run with one task run) is timed separately
   and not counted; what remains of Prefect's cost (creating the flow run and its task runs,
-  artifacts: ~0.5 s a run) is counted.
+  artifacts: ~0.3 s a run) is counted.
 
 Pages: a PDF counts its pages, a DOCX counts one (the same rule in every mode). The memory
 check ingests the first 100 files and then all of them; peak RSS must not grow with the

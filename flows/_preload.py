@@ -44,8 +44,8 @@ def start() -> None:
             _thread.start()
 
 
-def wait(timeout: float | None = None) -> None:
+def wait() -> None:
     """Block until the background import has finished (or was never started)."""
     thread = _thread
     if thread is not None:
-        thread.join(timeout)
+        thread.join()
