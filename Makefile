@@ -27,8 +27,8 @@ test-fast: setup ## the suite without slow tests and without coverage
 	$(BIN)/python -m pytest -m "not slow" -q $(PYTEST_ARGS)
 
 bench: setup     ## every benchmark but the local model's (prints figures; ~30 minutes on 2 cores)
-	$(BIN)/python benchmarks/bench_ingest.py
-	$(BIN)/python benchmarks/bench_export.py
+	$(BIN)/python -m benchmarks.bench_ingest
+	$(BIN)/python -m benchmarks.bench_export
 	$(BIN)/python -m benchmarks.bench_full_run
 	$(BIN)/python -m benchmarks.bench_llm_modes
 

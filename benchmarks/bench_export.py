@@ -2,9 +2,9 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_export.py                 # SQLite in a temp folder
-    .venv/bin/python benchmarks/bench_export.py --postgres      # also PostgreSQL (127.0.0.1)
-    .venv/bin/python benchmarks/bench_export.py --documents 2000 --formats csv-wide xlsx
+    .venv/bin/python -m benchmarks.bench_export                 # SQLite in a temp folder
+    .venv/bin/python -m benchmarks.bench_export --postgres      # also PostgreSQL (127.0.0.1)
+    .venv/bin/python -m benchmarks.bench_export --documents 2000 --formats csv-wide xlsx
 
 The database is filled with Core ``insert()`` executemany (not ORM objects), each document
 carrying ``--text-kb`` KB of text so that the corpus is large (50 MB by default). Each export
@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 FORMATS = ["csv-wide", "csv-long", "xlsx", "json", "parquet"]
 TARGETS = {"csv-wide": 3.0, "xlsx": 20.0}

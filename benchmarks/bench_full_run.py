@@ -1,7 +1,7 @@
 """Benchmark: ``full_run`` against a plain asyncio + AsyncOpenAI + instructor script.
 
 Both run on the same generated documents against the same fake OpenAI-compatible server
-(``tests/fake_llm_server.py``, in its own process so it does not share the client's GIL),
+(``testing/fake_llm_server.py``, in its own process so it does not share the client's GIL),
 with latency L per call and concurrency C. Each measurement runs in a fresh child process, so
 its peak RSS is its own.
 
@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 VARIABLES: list[dict[str, Any]] = [
     {"name": "sponsor", "type": "TEXT", "instructions": "The sponsoring organisation."},
@@ -253,7 +252,7 @@ def main() -> None:
         child(args)
         return
 
-    from tests.fake_llm_server import FakeLLMProcess
+    from testing.fake_llm_server import FakeLLMProcess
 
     c = args.concurrency
     scenarios = [  # (name, latency, documents)

@@ -2,12 +2,12 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_ingest.py                    # 300 PDFs x 10 pages + 100 DOCX
-    .venv/bin/python benchmarks/bench_ingest.py --repeat 3 --workers 1 2
-    .venv/bin/python benchmarks/bench_ingest.py --postgres         # store in PostgreSQL (127.0.0.1)
-    .venv/bin/python benchmarks/bench_ingest.py --skip-flow        # no Prefect run
+    .venv/bin/python -m benchmarks.bench_ingest                    # 300 PDFs x 10 pages + 100 DOCX
+    .venv/bin/python -m benchmarks.bench_ingest --repeat 3 --workers 1 2
+    .venv/bin/python -m benchmarks.bench_ingest --postgres         # store in PostgreSQL (127.0.0.1)
+    .venv/bin/python -m benchmarks.bench_ingest --skip-flow        # no Prefect run
 
-A corpus is written with ``tests/document_factory.py`` into a temp folder. Each measurement
+A corpus is written with ``testing/document_factory.py`` into a temp folder. Each measurement
 then runs in a fresh Python process, so its peak RSS (``ru_maxrss``) is its own. In the
 memory runs, worker processes (the parse pool's forkserver and workers) are measured too:
 the parent samples the child's whole process tree every 0.1 s with psutil during the
@@ -51,7 +51,6 @@ from pathlib import Path
 from typing import Any, Self
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 PG_URL = os.environ.get("EXTRACTFLOW_TEST_PG_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -64,7 +63,7 @@ WORDS = ("grant", "study", "patient", "budget", "policy", "sample", "outcome", "
 
 def build_corpus(directory: Path, pdfs: int, pages: int, docx: int, seed: int = 7) -> float:
     """Write ``pdfs`` text PDFs of ``pages`` pages and ``docx`` Word files; returns seconds."""
-    from tests.document_factory import Heading, Table, make_docx, make_pdf
+    from testing.document_factory import Heading, Table, make_docx, make_pdf
 
     started = time.perf_counter()
     rng = random.Random(seed)
@@ -275,7 +274,7 @@ def measure(mode: str, corpus: Path, db_url: str, *, workers: int = 1,
                PREFECT_LOGGING_LEVEL="WARNING", PREFECT_SERVER_LOGGING_LEVEL="ERROR",
                EXTRACTFLOW_HOME=str(scratch / "home"), PYTHONPATH=str(ROOT))
     out, log = scratch / "result.json", scratch / "output.log"
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", mode,
+    command = [sys.executable, "-m", "benchmarks.bench_ingest", "--child", mode,
                "--corpus", str(corpus), "--db", url, "--scratch", str(scratch),
                "--out", str(out), "--workers", str(workers)] + (
                    ["--limit", str(limit)] if limit else [])

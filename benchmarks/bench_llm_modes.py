@@ -1,6 +1,6 @@
 """Calls and tokens for one document with 8 variables, per extraction mode × instructor mode.
 
-Runs the real Extractor and LLMClient against the fake server (tests/fake_llm_server.py) with
+Runs the real Extractor and LLMClient against the fake server (testing/fake_llm_server.py) with
 the example codebook (examples/clinical_trials.codebook.yaml), its generated prompts, and a
 short made-up trial report; the fake answers like a careful model (every value found, exact
 quotes), so completion sizes are realistic.
@@ -21,10 +21,10 @@ import asyncio
 import json
 
 from config.settings import get_settings
-from extraction.extractor import Extractor
-from extraction.llm import INSTRUCTOR_MODES, LLMClient
-from tests.fake_llm_server import FakeLLMServer
-from tests.test_extractor import ANSWERS, EXPECTED, PROMPTS, VARIABLES, document, oracle
+from extraction.llm.client import INSTRUCTOR_MODES, LLMClient
+from extraction.run.extractor import Extractor
+from testing.fake_llm_server import FakeLLMServer
+from tests.run.test_extractor import ANSWERS, EXPECTED, PROMPTS, VARIABLES, document, oracle
 
 
 def _request_tokens(body: dict) -> int:

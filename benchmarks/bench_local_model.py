@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from examples.clinical_trials_corpus import truth_by_filename, write_corpus
-from extraction import local_model
+from extraction.llm import local_model
 from scripts.demo import CODEBOOK, PROJECT, _same
 
 MODES = ("per_document", "per_variable")

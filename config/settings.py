@@ -21,7 +21,7 @@ LLMProfile = Literal["local"]
 
 #: What ``EXTRACTFLOW_LLM_PROFILE=local`` means: the bundled model served by
 #: ``extractflow llm local`` on its default port, in the one instructor mode it supports.
-#: Kept here (not imported from extraction.local_model) so reading settings stays cheap.
+#: Kept here (not imported from extraction.llm.local_model) so reading settings stays cheap.
 LOCAL_PROFILE: dict[str, object] = {
     "llm_base_url": "http://127.0.0.1:8765/v1",
     "llm_api_key": SecretStr("sk-local"),

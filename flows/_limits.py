@@ -1,13 +1,13 @@
 """The Prefect side of the LLM limits: create the shared limits, lease coarse slots, pace calls.
 
-See ``extraction/limits.py`` for the design. This module only talks to the Prefect API:
+See ``extraction/llm/limits.py`` for the design. This module only talks to the Prefect API:
 
 * :func:`ensure_limits` creates the global concurrency limit (and the rate limit, when a rate
   is configured) the first time any run needs them, with the sizes from settings. A limit
   that already exists is left as it is — the server is the source of truth, so an operator
   can resize it in the UI — and its real size is returned. Two workers racing to create it
   is fine (the loser reads the winner's).
-* :func:`slot_lease` is a :class:`~extraction.limits.SlotLease` over Prefect's
+* :func:`slot_lease` is a :class:`~extraction.llm.limits.SlotLease` over Prefect's
   ``concurrency(name, occupy=n, strict=True)``: one acquisition per run, not per call.
 * :func:`rate_bucket` draws call tokens from Prefect's ``rate_limit`` in blocks.
 * :func:`process_limiter` is this process's in-flight cap, shared by every run in it.
@@ -27,7 +27,7 @@ from prefect.concurrency.asyncio import concurrency, rate_limit
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 from config.settings import Settings
-from extraction.limits import ProcessLimiter, SlotLease, TokenBucket
+from extraction.llm.limits import ProcessLimiter, SlotLease, TokenBucket
 
 __all__ = ["LimitSizes", "ensure_limits", "process_limiter", "rate_bucket", "slot_lease"]
 

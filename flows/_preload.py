@@ -20,7 +20,7 @@ import threading
 __all__ = ["LLM_STACK", "start", "wait"]
 
 #: What the extract stage needs that nothing earlier in a run imports.
-LLM_STACK = ("extraction.llm", "extraction.extractor")
+LLM_STACK = ("extraction.llm.client", "extraction.run.extractor")
 
 _thread: threading.Thread | None = None
 _lock = threading.Lock()

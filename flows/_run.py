@@ -34,13 +34,13 @@ from prefect.runtime import flow_run as runtime_flow_run
 from prefect.states import Cancelled, Failed, State
 
 from config.settings import Settings, get_settings
-from extraction import jobs
 from extraction.db import session_scope
 from extraction.errors import ExtractflowError
-from extraction.limits import combine
+from extraction.llm.limits import combine
 from extraction.models import JobKind, JobStatus, LogLevel, ProcessingJob
-from extraction.run_setup import chunked, create_run_job, load_plan, open_job, pending_documents
-from extraction.runner import ChunkOutcome, ChunkRunner, FatalRunError
+from extraction.run import jobs
+from extraction.run.plan import chunked, create_run_job, load_plan, open_job, pending_documents
+from extraction.run.runner import ChunkOutcome, ChunkRunner, FatalRunError
 from flows import _preload
 from flows._limits import ensure_limits, process_limiter, rate_bucket, slot_lease
 from tasks.aggregate import aggregate
@@ -176,8 +176,8 @@ def _log(job_id: uuid.UUID, event: str, message: str, level: LogLevel = LogLevel
 def build_extractor(settings: Settings, plan: Any, limiter: Any) -> tuple[Any, Any]:
     """The engine for a run: an LLM client behind ``limiter`` and an extractor in its mode."""
     _preload.wait()
-    from extraction.extractor import Extractor
-    from extraction.llm import LLMClient
+    from extraction.llm.client import LLMClient
+    from extraction.run.extractor import Extractor
 
     client = LLMClient.from_settings(settings, limiter=limiter, model=plan.model or None)
     return client, Extractor(client, mode=plan.mode, settings=settings)

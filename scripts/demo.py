@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from examples.clinical_trials_corpus import truth_by_filename, write_corpus
 
@@ -89,7 +88,7 @@ def _review(job_id: str, truth: dict[str, dict[str, Any]]) -> int:
     """
     from openpyxl import load_workbook
 
-    from extraction.review_workbook import COLUMNS, REVIEW_SHEET
+    from extraction.review.workbook import COLUMNS, REVIEW_SHEET
 
     rows = {row["id"]: row for row in _results(job_id)}
     workbook_path = OUT / "sample-review.xlsx"
@@ -131,7 +130,7 @@ def _start_llm(stack: ExitStack) -> None:
     if os.environ.get("EXTRACTFLOW_LLM_BASE_URL"):
         print(f"Using the LLM endpoint at {os.environ['EXTRACTFLOW_LLM_BASE_URL']}")
         return
-    from extraction import local_model
+    from extraction.llm import local_model
 
     try:
         local_model.check_runtime()

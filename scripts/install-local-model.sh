@@ -146,4 +146,4 @@ if ! smoke_test; then
   die "llama-cpp-python installed but a test decode with $MODEL fails; the cached wheel was removed. Re-run with EXTRACTFLOW_LLAMA_CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" for the most portable build."
 fi
 say "runtime: test decode OK"
-say "done in $(( $(now) - T0 ))s; serve it from Python with extraction.local_model.start_local_server() (docs/local-model.md)"
+say "done in $(( $(now) - T0 ))s; serve it from Python with extraction.llm.local_model.start_local_server() (docs/local-model.md)"

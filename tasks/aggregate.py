@@ -11,9 +11,9 @@ from prefect import task
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from extraction import jobs
 from extraction.db import session_scope
-from extraction.run_summary import Outcome, finalize_job, summary_markdown
+from extraction.run import jobs
+from extraction.run.summary import Outcome, finalize_job, summary_markdown
 from tasks.refine import sample_scorecard
 
 __all__ = ["aggregate"]

@@ -13,8 +13,8 @@ import uuid
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from extraction.limits import SlotLease
-from extraction.runner import ChunkOutcome, ChunkRunner
+from extraction.llm.limits import SlotLease
+from extraction.run.runner import ChunkOutcome, ChunkRunner
 
 __all__ = ["extract"]
 

@@ -10,9 +10,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from config.settings import get_settings
-from extraction import jobs
 from extraction.db import session_scope
-from extraction.run_setup import parse_job_documents
+from extraction.run import jobs
+from extraction.run.plan import parse_job_documents
 
 __all__ = ["parse"]
 

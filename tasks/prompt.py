@@ -9,9 +9,9 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from extraction import jobs
 from extraction.db import session_scope
-from extraction.run_setup import snapshot_prompts
+from extraction.run import jobs
+from extraction.run.plan import snapshot_prompts
 
 __all__ = ["prompt"]
 

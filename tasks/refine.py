@@ -1,4 +1,4 @@
-"""Refinement and scorecard tasks: thin wrappers over extraction.refine and .scorecard."""
+"""Refinement and scorecard tasks: thin wrappers over extraction.review.refine and .scorecard."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from prefect.cache_policies import NO_CACHE
 
 from config.settings import get_settings
 from extraction.db import session_scope
-from extraction.refine import llm_ask, refine_prompts, report_markdown, report_to_dict
-from extraction.scorecard import sample_scorecard_markdown
+from extraction.review.refine import llm_ask, refine_prompts, report_markdown, report_to_dict
+from extraction.review.scorecard import sample_scorecard_markdown
 
 __all__ = ["refine", "sample_scorecard"]
 

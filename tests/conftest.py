@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from extraction import db
 from extraction.models import Base
-from tests.fake_llm_server import FakeLLMServer
+from testing.fake_llm_server import FakeLLMServer
 
 PG_ADMIN_URL = os.environ.get(
     "EXTRACTFLOW_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.fake_llm_server import ChatRequest, FakeLLMServer, ScriptedResponder
+from testing.fake_llm_server import ChatRequest, FakeLLMServer, ScriptedResponder
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent

@@ -23,7 +23,7 @@ import pytest
 from instructor.core import IncompleteOutputException, InstructorRetryException
 from pydantic import BaseModel, Field, ValidationError
 
-from tests.fake_llm_server import (
+from testing.fake_llm_server import (
     Answer,
     ChatRequest,
     FakeLLMProcess,

@@ -70,10 +70,10 @@ def test_local_profile_fills_in_only_what_is_not_set(monkeypatch: pytest.MonkeyP
 
 
 def test_local_profile_matches_the_server_llm_local_starts() -> None:
-    # LOCAL_PROFILE repeats extraction.local_model's constants so that reading settings does
+    # LOCAL_PROFILE repeats extraction.llm.local_model's constants so that reading settings does
     # not import the local-model module; this keeps the two from drifting apart.
     from config.settings import LOCAL_PROFILE
-    from extraction import local_model
+    from extraction.llm import local_model
 
     assert LOCAL_PROFILE["llm_base_url"] == f"http://127.0.0.1:{local_model.DEFAULT_PORT}/v1"
     assert LOCAL_PROFILE["llm_api_key"].get_secret_value() == local_model.API_KEY

@@ -13,10 +13,10 @@ from typing import Any
 
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from extraction import jobs
 from extraction.cli._common import console, err_console
 from extraction.db import session_scope
 from extraction.models import JobStatus
+from extraction.run import jobs
 
 __all__ = ["TERMINAL_NAMES", "describe_outcome", "follow_job", "read_job"]
 

@@ -9,7 +9,7 @@ import typer
 
 from extraction import codebook as codebook_service
 from extraction.cli._common import JsonOption, console, db_session, emit_json, new_app
-from extraction.codebook_file import apply_codebook, export_codebook, load_codebook
+from extraction.codebook.file import apply_codebook, export_codebook, load_codebook
 from extraction.errors import ConflictError
 
 app = new_app("Codebook files: the whole project definition in one YAML file.")

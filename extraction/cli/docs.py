@@ -25,7 +25,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from extraction import codebook, document_store
+from extraction import codebook
 from extraction.cli._common import (
     JsonOption,
     console,
@@ -37,6 +37,7 @@ from extraction.cli._common import (
     table,
 )
 from extraction.documents import format_size
+from extraction.documents import store as document_store
 from extraction.ingest import DEFAULT_CHUNK_SIZE, IngestSummary, discover_files, ingest_paths
 
 app = new_app("Documents: add files to a project, list them, show one, remove one.")

@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
-from extraction import feedback as feedback_service
 from extraction.cli._common import JsonOption, console, db_session, emit_json, new_app, table
 from extraction.errors import ValidationError
+from extraction.review import feedback as feedback_service
 
 app = new_app("Feedback: verdicts on extracted values, used by refinement and the scorecard.")
 

@@ -7,10 +7,11 @@ from typing import Annotated, Any
 
 import typer
 
-from extraction import codebook, jobs
+from extraction import codebook
 from extraction.cli._common import JsonOption, console, db_session, emit_json, new_app, table
 from extraction.cli._progress import describe_outcome, follow_job, read_job
 from extraction.models import JobStatus, LogLevel
+from extraction.run import jobs
 
 app = new_app("Jobs: progress, logs, results and cancellation of sample and full runs.")
 

@@ -18,8 +18,8 @@ import typer
 from config.settings import get_settings
 from extraction.cli._common import JsonOption, console, emit_json, err_console, new_app, table
 from extraction.errors import LLMError
-from extraction.llm import INSTRUCTOR_MODES
-from extraction.llm_check import CheckReport, check_endpoint
+from extraction.llm.check import CheckReport, check_endpoint
+from extraction.llm.client import INSTRUCTOR_MODES
 
 app = new_app("The LLM endpoint: check connectivity and structured output.")
 
@@ -101,7 +101,7 @@ def local(
 
     Install it once with `make local-model` (compiles llama-cpp-python, ~5-10 minutes).
     """
-    from extraction import local_model
+    from extraction.llm import local_model
 
     server = local_model.start_local_server(port, threads=threads, n_ctx=n_ctx)
     try:

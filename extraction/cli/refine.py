@@ -13,7 +13,7 @@ import typer
 
 from config.settings import get_settings
 from extraction.cli._common import JsonOption, console, db_session, emit_json
-from extraction.refine import llm_ask, refine_prompts, report_to_dict
+from extraction.review.refine import llm_ask, refine_prompts, report_to_dict
 
 __all__ = ["refine"]
 

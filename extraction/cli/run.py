@@ -20,7 +20,6 @@ from typing import Annotated, Any
 import typer
 
 from config.settings import get_settings
-from extraction import jobs
 from extraction.cli._common import (
     JsonOption,
     console,
@@ -33,7 +32,8 @@ from extraction.cli._common import (
 from extraction.cli._progress import describe_outcome, follow_job, read_job
 from extraction.errors import ValidationError
 from extraction.models import JobKind, JobStatus, ProcessingJob
-from extraction.run_setup import create_run_job, open_job
+from extraction.run import jobs
+from extraction.run.plan import create_run_job, open_job
 
 app = new_app("Runs: extract a sample or every document, locally or on a Prefect server.")
 

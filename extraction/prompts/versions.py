@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from extraction import codebook
+from extraction.codebook.lookup import get_project, get_variable, list_variables
 from extraction.errors import NotFoundError, ValidationError
 from extraction.models import Project, Prompt, PromptOrigin, Variable, VariableType
 from extraction.prompts.templates import (
@@ -38,7 +38,7 @@ from extraction.prompts.templates import (
     render_block,
     render_system,
 )
-from extraction.results import VariableInfo
+from extraction.run.results import VariableInfo
 
 __all__ = [
     "create_prompt_version",
@@ -198,9 +198,9 @@ def find_variable(session: Session, project: str | uuid.UUID | Project, name: st
     History and old versions stay readable after a variable is deleted.
     """
     project_row = (project if isinstance(project, Project)
-                   else codebook.get_project(session, project))
+                   else get_project(session, project))
     try:
-        return codebook.get_variable(session, project_row, name)
+        return get_variable(session, project_row, name)
     except NotFoundError:
         deleted = session.scalar(
             select(Variable)
@@ -280,7 +280,7 @@ def set_manual_prompt(
             and max_tokens is None:
         raise ValidationError("nothing to change: give a block, a system message, a temperature "
                               "or max_tokens", field="user_template")
-    variable = codebook.get_variable(session, project, variable_name)
+    variable = get_variable(session, project, variable_name)
     current = current_prompt(session, variable)
     new = {
         "system_template": (_clean_text(system_template, "system_template")
@@ -359,7 +359,7 @@ def regenerate_system_prompts(
     """
     system = render_system(project.domain_context)
     created = []
-    for variable in codebook.list_variables(session, project):
+    for variable in list_variables(session, project):
         current = current_prompt(session, variable)
         if current.system_template == system:
             continue

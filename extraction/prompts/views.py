@@ -6,7 +6,7 @@ import difflib
 from typing import Any
 
 from extraction.models import Prompt
-from extraction.results import PromptInfo
+from extraction.run.results import PromptInfo
 
 __all__ = ["diff_prompts", "prompt_info", "prompt_text", "prompt_to_dict"]
 

@@ -1,0 +1,1 @@
+"""The LLM layer: an OpenAI-compatible client with instructor, its errors, limits, the endpoint check and the bundled local model."""

@@ -1,0 +1,1 @@
+"""Reviewing results: feedback, the review workbook, prompt refinement, the scorecard."""

@@ -1,0 +1,566 @@
+"""Reviewers' verdicts on extractions: correct, or wrong with the right value and a comment.
+
+Feedback is what refinement learns from and what the scorecard measures against, so a
+corrected value is held to the same rules as an extracted one: it is checked and normalised
+against the variable's type and categories before it is stored (``"1,200"`` → ``1200`` for a
+NUMBER, ``"phase 2"`` → ``"Phase 2"`` for a CATEGORY, partial ISO dates for a DATE).
+
+Rules worth knowing:
+
+* **One verdict per extraction per source.** Recording feedback again from the same source
+  (``cli``, ``workbook``, …) updates the existing row instead of adding one, so importing the
+  same review workbook twice changes nothing. Different sources may disagree; the most recently
+  updated verdict is the *effective* one (see :func:`effective_feedback`).
+* **"Not stated" is a value.** A verdict of *wrong* with no corrected value means "the document
+  does not state this variable": the right answer is null. A corrected value equal to the
+  extracted one is refused (that verdict is *correct*).
+* **Feedback stays with the prompt version it judged**: it is attached to the extraction, and
+  the extraction records its prompt version, so a later refinement never re-labels old verdicts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from extraction import codebook
+from extraction.codebook import values
+from extraction.errors import NotFoundError, ValidationError
+from extraction.models import (
+    Document,
+    Extraction,
+    ExtractionFeedback,
+    ExtractionStatus,
+    ProcessingJob,
+    Project,
+    Prompt,
+    Variable,
+    VariableType,
+)
+from extraction.run import jobs
+
+__all__ = [
+    "FeedbackView",
+    "RecordOutcome",
+    "Truth",
+    "as_utc",
+    "check_feedback",
+    "effective_feedback",
+    "feedback_to_dict",
+    "feedback_view",
+    "format_value",
+    "get_extraction",
+    "get_job",
+    "list_feedback",
+    "normalise_value",
+    "record_feedback",
+    "same_value",
+    "store_checked",
+    "truths_by_cell",
+]
+
+_ISO_PARTIAL = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
+MULTI_SEPARATOR = ";"
+OTHER = values.OTHER
+MAX_SOURCE_LENGTH = 32
+
+
+# --------------------------------------------------------------------------- values
+
+
+def _fail(variable: Variable, raw: Any, why: str) -> ValidationError:
+    return ValidationError(
+        f"{raw!r} is not a valid value for {variable.type.value} variable "
+        f"'{variable.name}': {why}",
+        field="corrected_value",
+    )
+
+
+def _choices(variable: Variable) -> str:
+    allowed = list(variable.categories or [])
+    return ", ".join(repr(c) for c in allowed) + (f", {OTHER!r}" if variable.allow_other else "")
+
+
+def _hint(variable: Variable) -> str:
+    """What a reviewer should type for this variable, for error messages."""
+    vtype = variable.type
+    if vtype is VariableType.NUMBER:
+        unit = f" in {variable.unit}" if variable.unit else ""
+        return f"write a plain number{unit}, e.g. 1200 or 12.5"
+    if vtype is VariableType.DATE:
+        return "use ISO 8601: YYYY, YYYY-MM or YYYY-MM-DD"
+    if vtype is VariableType.BOOLEAN:
+        return "answer true or false (yes/no)"
+    if vtype is VariableType.CATEGORY:
+        several = f" (several: separate them with '{MULTI_SEPARATOR}')" \
+            if variable.multi_select else ""
+        return f"choose one of {_choices(variable)}{several}"
+    return "write plain text"
+
+
+def _date(variable: Variable, raw: Any) -> str | None:
+    """A date via :func:`extraction.codebook.values.normalize_date`, refusing what it would guess.
+
+    The extraction side keeps only the year of an ambiguous ``03/04/2021``; a reviewer's
+    correction must say what they mean instead, so that case is an error here.
+    """
+    try:
+        value = values.normalize_date(raw)
+    except ValueError:
+        why = "no such date; " if isinstance(raw, str) and _ISO_PARTIAL.match(raw.strip()) \
+            else ""
+        raise _fail(variable, raw, why + _hint(variable)) from None
+    if value is not None and len(value) == 4 and isinstance(raw, str) \
+            and len(re.findall(r"\d+", raw)) > 1:
+        raise _fail(variable, raw, "day and month are ambiguous; " + _hint(variable))
+    return value
+
+
+def _split_multi(raw: Any) -> list[Any]:
+    if isinstance(raw, (list, tuple, set)):
+        return list(raw)
+    text = str(raw).strip()
+    if text.startswith("["):
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError:
+            parsed = None
+        if isinstance(parsed, list):
+            return parsed
+    return [part for part in text.split(MULTI_SEPARATOR) if part.strip()]
+
+
+def normalise_value(variable: Variable, raw: Any) -> Any:
+    """Check ``raw`` against the variable's type and categories and return its canonical form.
+
+    The rules are those of :mod:`extraction.codebook.values` (the ones extracted values follow), so a
+    correction and an extraction of the same thing compare equal — with two differences for
+    people: an ambiguous day/month order is an error instead of a bare year, and several
+    categories may be typed as ``"a; b"`` or a JSON list. Blank text and placeholders such as
+    ``N/A`` or ``not stated`` stand for "not stated in the document" (``None``).
+
+    Args:
+        variable: the codebook variable the value belongs to.
+        raw: what a reviewer typed (CLI text, a workbook cell) or a JSON value.
+
+    Returns:
+        The value as it is stored: ``str`` for TEXT and DATE (ISO 8601, partial allowed),
+        the category's own spelling for CATEGORY (a list for multi-select, in codebook
+        order), ``float`` for NUMBER, ``bool`` for BOOLEAN; ``None`` for "not stated".
+
+    Raises:
+        ValidationError: the value does not fit the type or is not one of the categories
+            (``field`` is ``corrected_value``; the message names the variable and the rule).
+    """
+    if values.is_absent(raw):
+        return None
+    vtype = variable.type
+    if vtype is VariableType.DATE:
+        return _date(variable, raw)
+    try:
+        if vtype is VariableType.CATEGORY and variable.multi_select:
+            chosen = values.normalize_categories(
+                _split_multi(raw), list(variable.categories or []),
+                allow_other=variable.allow_other)
+            if not chosen:
+                return None
+            order = list(variable.categories or []) + [OTHER]
+            return sorted(set(chosen), key=order.index)
+        return values.normalize_value(variable, raw)
+    except ValueError:
+        raise _fail(variable, raw, _hint(variable)) from None
+
+
+def _comparable(variable: Variable, value: Any) -> Any:
+    if value is None:
+        return None
+    try:
+        value = normalise_value(variable, value)
+    except ValidationError:
+        return ("raw", json.dumps(value, sort_keys=True, default=str))
+    if value is None:
+        return None
+    if variable.type is VariableType.TEXT:
+        return " ".join(str(value).split()).casefold()
+    if variable.type is VariableType.CATEGORY:
+        return frozenset(value) if isinstance(value, list) else value
+    return value
+
+
+def same_value(variable: Variable, left: Any, right: Any) -> bool:
+    """Whether two values of ``variable`` say the same thing.
+
+    Values are normalised first, then TEXT is compared ignoring case and runs of whitespace,
+    multi-select categories as sets, and numbers with a relative tolerance of 1e-9. Two nulls
+    ("not stated") are the same; null and a value are not.
+    """
+    a, b = _comparable(variable, left), _comparable(variable, right)
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) \
+            and not isinstance(a, bool) and not isinstance(b, bool):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
+
+
+def format_value(value: Any) -> str:
+    """A value as one line of text for tables and workbooks (null → empty string)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (list, tuple)):
+        return f"{MULTI_SEPARATOR} ".join(format_value(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return str(value)
+
+
+# --------------------------------------------------------------------------- lookups
+
+
+def _as_uuid(ref: str | uuid.UUID, what: str) -> uuid.UUID:
+    if isinstance(ref, uuid.UUID):
+        return ref
+    try:
+        return uuid.UUID(str(ref).strip())
+    except ValueError:
+        raise NotFoundError(
+            f"no {what} with id '{ref}' (ids are UUIDs such as "
+            "'0b8c5f0e-3f1e-4b1a-9c57-2f4a4c5d9e10')",
+            instance=str(ref),
+        ) from None
+
+
+def get_extraction(session: Session, ref: str | uuid.UUID | Extraction) -> Extraction:
+    """An extraction by id; :class:`NotFoundError` names the id when there is none."""
+    if isinstance(ref, Extraction):
+        return ref
+    extraction = session.get(Extraction, _as_uuid(ref, "extraction"))
+    if extraction is None:
+        raise NotFoundError(f"no extraction with id '{ref}'", instance=str(ref))
+    return extraction
+
+
+def get_job(
+    session: Session, ref: str | uuid.UUID | ProcessingJob, *, project: Project | None = None
+) -> ProcessingJob:
+    """A job by id or id prefix (see :func:`extraction.run.jobs.get_job`), optionally required to
+    belong to ``project``."""
+    job = ref if isinstance(ref, ProcessingJob) else jobs.get_job(session, ref)
+    if project is not None and job.project_id != project.id:
+        raise NotFoundError(f"no job with id '{ref}' in project '{project.name}'",
+                            field="job", instance=str(ref))
+    return job
+
+
+# --------------------------------------------------------------------------- recording
+
+RecordAction = Literal["created", "updated", "unchanged"]
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    """What :func:`record_feedback` did: the row, and whether it was new, changed or not."""
+
+    feedback: ExtractionFeedback
+    action: RecordAction
+
+
+def check_feedback(row: Extraction, *, is_correct: bool, corrected_value: Any = None) -> Any:
+    """Validate a verdict on ``row`` without storing it; returns the corrected value to store.
+
+    Raises:
+        ValidationError: see :func:`record_feedback`.
+    """
+    variable = row.variable
+    if is_correct:
+        given = corrected_value is not None and not (
+            isinstance(corrected_value, str) and not corrected_value.strip())
+        if given and not same_value(variable, normalise_value(variable, corrected_value),
+                                    row.value):
+            raise ValidationError(
+                "a value marked correct takes no corrected value; mark it wrong to correct it",
+                field="corrected_value", instance=str(row.id),
+            )
+        if row.status is ExtractionStatus.FAILED:
+            raise ValidationError(
+                "this extraction failed and has no answer to confirm; give the right value "
+                "(or mark it not stated) instead",
+                field="is_correct", instance=str(row.id),
+            )
+        return None
+    value = normalise_value(variable, corrected_value)
+    if row.status is not ExtractionStatus.FAILED and same_value(variable, value, row.value):
+        shown = format_value(value) or "not stated"
+        raise ValidationError(
+            f"the corrected value ({shown}) is what was extracted; mark it correct instead",
+            field="corrected_value", instance=str(row.id),
+        )
+    return value
+
+
+def record_feedback(
+    session: Session,
+    extraction: str | uuid.UUID | Extraction,
+    *,
+    is_correct: bool,
+    corrected_value: Any = None,
+    comment: str = "",
+    source: str = "cli",
+) -> RecordOutcome:
+    """Record (or update) one reviewer verdict on an extraction.
+
+    Args:
+        session: an open session; the caller commits.
+        extraction: the extraction (id or row).
+        is_correct: the extracted value is right.
+        corrected_value: for a wrong value, the right one (checked and normalised against the
+            variable); ``None`` means "not stated in the document".
+        comment: why the value is wrong, or anything refinement should know.
+        source: who said it (``cli``, ``workbook``, ``api``…); one verdict per source.
+
+    Returns:
+        The stored row and whether it was created, updated or already said exactly this.
+
+    Raises:
+        NotFoundError: no such extraction.
+        ValidationError: a correction on a value marked correct, a corrected value that does
+            not fit the variable, or one equal to the extracted value.
+    """
+    row = get_extraction(session, extraction)
+    value = check_feedback(row, is_correct=is_correct, corrected_value=corrected_value)
+    return store_checked(session, [(row, is_correct, value, comment)], source=source)[0]
+
+
+_ID_BATCH = 1000
+
+
+def store_checked(
+    session: Session,
+    verdicts: Sequence[tuple[Extraction, bool, Any, str]],
+    *,
+    source: str = "cli",
+) -> list[RecordOutcome]:
+    """Store verdicts already passed through :func:`check_feedback`, in one flush.
+
+    Each item is ``(extraction, is_correct, checked corrected value, comment)``. The
+    one-verdict-per-extraction-and-source rule is applied here, with the existing rows looked
+    up in batches, so a workbook of thousands of rows costs a few queries, not one per row.
+    """
+    source = (source or "cli").strip()[:MAX_SOURCE_LENGTH]
+    ids = [row.id for row, *_ in verdicts]
+    existing: dict[uuid.UUID, ExtractionFeedback] = {}
+    for start in range(0, len(ids), _ID_BATCH):
+        existing.update((fb.extraction_id, fb) for fb in session.scalars(
+            select(ExtractionFeedback).where(
+                ExtractionFeedback.extraction_id.in_(ids[start:start + _ID_BATCH]),
+                ExtractionFeedback.source == source)))
+    outcomes = []
+    for row, is_correct, value, comment in verdicts:
+        comment = (comment or "").strip()
+        found = existing.get(row.id)
+        if found is None:
+            found = ExtractionFeedback(extraction_id=row.id, is_correct=is_correct,
+                                       corrected_value=value, comment=comment, source=source)
+            session.add(found)
+            existing[row.id] = found
+            outcomes.append(RecordOutcome(found, "created"))
+        elif (found.is_correct, found.corrected_value, found.comment) == (
+                is_correct, value, comment):
+            outcomes.append(RecordOutcome(found, "unchanged"))
+        else:
+            found.is_correct, found.corrected_value, found.comment = is_correct, value, comment
+            outcomes.append(RecordOutcome(found, "updated"))
+    session.flush()
+    return outcomes
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class FeedbackView:
+    """One verdict with the context a reviewer reads it in."""
+
+    id: uuid.UUID
+    extraction_id: uuid.UUID
+    job_id: uuid.UUID
+    document_id: uuid.UUID
+    filename: str
+    variable_id: uuid.UUID
+    variable: str
+    variable_type: VariableType
+    prompt_id: uuid.UUID | None
+    prompt_version: int | None
+    extracted_value: Any
+    is_correct: bool
+    corrected_value: Any
+    comment: str
+    source: str
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def right_value(self) -> Any:
+        """What the value should be: the extracted one if confirmed, else the correction."""
+        return self.extracted_value if self.is_correct else self.corrected_value
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """``moment`` as an aware UTC datetime: SQLite returns naive ones, PostgreSQL aware ones,
+    and rows created in the current session still hold what Python gave them."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def _query(project: Project):  # type: ignore[no-untyped-def]
+    return (
+        select(ExtractionFeedback, Extraction, Document.filename, Variable, Prompt.version)
+        .join(Extraction, Extraction.id == ExtractionFeedback.extraction_id)
+        .join(ProcessingJob, ProcessingJob.id == Extraction.job_id)
+        .join(Document, Document.id == Extraction.document_id)
+        .join(Variable, Variable.id == Extraction.variable_id)
+        .outerjoin(Prompt, Prompt.id == Extraction.prompt_id)
+        .where(ProcessingJob.project_id == project.id)
+    )
+
+
+def list_feedback(
+    session: Session,
+    project: str | uuid.UUID | Project,
+    *,
+    job: str | uuid.UUID | ProcessingJob | None = None,
+    variable: str | uuid.UUID | Variable | None = None,
+    effective_only: bool = False,
+) -> list[FeedbackView]:
+    """Feedback of a project, optionally of one job and/or one variable, oldest first.
+
+    Args:
+        effective_only: keep only the newest verdict per extraction (what refinement and
+            the scorecard use) instead of one per source.
+    """
+    proj = project if isinstance(project, Project) else codebook.get_project(session, project)
+    query = _query(proj)
+    if job is not None:
+        query = query.where(Extraction.job_id == get_job(session, job, project=proj).id)
+    if variable is not None:
+        var = variable if isinstance(variable, Variable) else _variable_any(session, proj, variable)
+        query = query.where(Extraction.variable_id == var.id)
+    query = query.order_by(ExtractionFeedback.created_at, ExtractionFeedback.id)
+    views = [_view(fb, ex, filename, var, version)
+             for fb, ex, filename, var, version in session.execute(query)]
+    return _newest_per_extraction(views) if effective_only else views
+
+
+def _view(fb: ExtractionFeedback, ex: Extraction, filename: str, var: Variable,
+          version: int | None) -> FeedbackView:
+    return FeedbackView(
+        id=fb.id, extraction_id=ex.id, job_id=ex.job_id, document_id=ex.document_id,
+        filename=filename, variable_id=var.id, variable=var.name, variable_type=var.type,
+        prompt_id=ex.prompt_id, prompt_version=version, extracted_value=ex.value,
+        is_correct=fb.is_correct, corrected_value=fb.corrected_value, comment=fb.comment,
+        source=fb.source, created_at=as_utc(fb.created_at),  # type: ignore[arg-type]
+        updated_at=as_utc(fb.updated_at) or as_utc(fb.created_at),  # type: ignore[arg-type]
+    )
+
+
+def feedback_view(feedback: ExtractionFeedback) -> FeedbackView:
+    """The :class:`FeedbackView` of one stored verdict (e.g. the one just recorded)."""
+    ex = feedback.extraction
+    return _view(feedback, ex, ex.document.filename, ex.variable,
+                 ex.prompt.version if ex.prompt is not None else None)
+
+
+def _variable_any(session: Session, project: Project, ref: str | uuid.UUID) -> Variable:
+    """A variable by name or id, including deleted ones (their feedback is still history)."""
+    try:
+        return codebook.get_variable(session, project, ref)
+    except NotFoundError:
+        found = session.scalar(
+            select(Variable).where(Variable.project_id == project.id, Variable.name == str(ref))
+            .order_by(Variable.created_at.desc())
+        )
+        if found is None:
+            raise
+        return found
+
+
+def _newest_per_extraction(views: list[FeedbackView]) -> list[FeedbackView]:
+    newest: dict[uuid.UUID, FeedbackView] = {}
+    for view in views:
+        current = newest.get(view.extraction_id)
+        if current is None or (view.updated_at, view.created_at) >= (
+                current.updated_at, current.created_at):
+            newest[view.extraction_id] = view
+    return sorted(newest.values(), key=lambda v: (v.created_at, str(v.id)))
+
+
+def effective_feedback(
+    session: Session, project: str | uuid.UUID | Project, **filters: Any
+) -> dict[uuid.UUID, FeedbackView]:
+    """The verdict that counts for each reviewed extraction (newest across sources)."""
+    views = list_feedback(session, project, effective_only=True, **filters)
+    return {v.extraction_id: v for v in views}
+
+
+@dataclass(frozen=True)
+class Truth:
+    """What a reviewer established about one document × variable."""
+
+    document_id: uuid.UUID
+    variable_id: uuid.UUID
+    value: Any
+    verdict: Literal["confirmed", "corrected"]
+    feedback: FeedbackView
+
+
+def truths_by_cell(
+    views: list[FeedbackView], *, exclude_jobs: set[uuid.UUID] | None = None
+) -> dict[tuple[uuid.UUID, uuid.UUID], Truth]:
+    """The right value per (document, variable) from effective feedback, newest verdict wins.
+
+    Args:
+        views: effective feedback (see :func:`effective_feedback`).
+        exclude_jobs: ignore verdicts on extractions of these jobs (e.g. the run being judged).
+    """
+    truths: dict[tuple[uuid.UUID, uuid.UUID], Truth] = {}
+    for view in sorted(views, key=lambda v: (v.updated_at, v.created_at)):
+        if exclude_jobs and view.job_id in exclude_jobs:
+            continue
+        truths[(view.document_id, view.variable_id)] = Truth(
+            document_id=view.document_id, variable_id=view.variable_id, value=view.right_value,
+            verdict="confirmed" if view.is_correct else "corrected", feedback=view,
+        )
+    return truths
+
+
+def feedback_to_dict(view: FeedbackView) -> dict[str, Any]:
+    """A JSON-ready view of one verdict (what ``feedback list --json`` prints)."""
+    return {
+        "id": str(view.id),
+        "extraction_id": str(view.extraction_id),
+        "job_id": str(view.job_id),
+        "document_id": str(view.document_id),
+        "filename": view.filename,
+        "variable": view.variable,
+        "type": view.variable_type.value,
+        "prompt_version": view.prompt_version,
+        "extracted_value": view.extracted_value,
+        "is_correct": view.is_correct,
+        "corrected_value": view.corrected_value,
+        "comment": view.comment,
+        "source": view.source,
+        "created_at": view.created_at.isoformat() if view.created_at else None,
+        "updated_at": view.updated_at.isoformat() if view.updated_at else None,
+    }

@@ -1,0 +1,101 @@
+"""Plain values passed between the stages of a run: what goes into an LLM call, what comes out.
+
+The extraction engine (``extraction/run/extractor.py``) works on these dataclasses, not on ORM rows,
+so it can run inside async code and worker threads without a database session, and the run
+orchestration (``extraction/run/jobs.py``, ``flows/``) converts rows to and from them in batches.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from extraction.models import ExtractionStatus, VariableType
+
+__all__ = ["VariableInfo", "PromptInfo", "DocumentInput", "CellResult", "DocumentResult"]
+
+ExtractionModeName = Literal["per_document", "per_variable"]
+
+
+@dataclass(frozen=True)
+class VariableInfo:
+    """A live codebook variable, as the engine needs it."""
+
+    id: uuid.UUID
+    name: str
+    label: str
+    type: VariableType
+    instructions: str = ""
+    categories: tuple[str, ...] | None = None
+    allow_other: bool = False
+    multi_select: bool = False
+    unit: str | None = None
+    format_hint: str | None = None
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class PromptInfo:
+    """The prompt version a variable is extracted with (snapshotted on the job)."""
+
+    id: uuid.UUID
+    variable_id: uuid.UUID
+    version: int
+    system_template: str  # a complete system message
+    user_template: str  # the variable's instruction block; never contains the document
+    temperature: float = 0.0
+    max_tokens: int = 256
+    model: str | None = None
+    examples: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class DocumentInput:
+    """The text of one parsed document and its page map."""
+
+    id: uuid.UUID
+    filename: str
+    text: str
+    page_offsets: tuple[int, ...] = (0,)
+    content_hash: str | None = None
+
+
+@dataclass
+class CellResult:
+    """The answer for one document × variable: a typed value or an explicit absence."""
+
+    variable_id: uuid.UUID
+    status: ExtractionStatus
+    value: Any = None
+    raw_answer: str | None = None
+    confidence: float | None = None
+    self_confidence: float | None = None
+    evidence_quote: str | None = None
+    evidence_start: int | None = None
+    evidence_end: int | None = None
+    evidence_page: int | None = None
+    grounded: bool | None = None
+    error: str | None = None
+    attempts: int = 1
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency_ms: float | None = None
+    prompt_id: uuid.UUID | None = None
+
+
+@dataclass
+class DocumentResult:
+    """Everything one document's extraction produced, with its cost."""
+
+    document_id: uuid.UUID
+    cells: list[CellResult] = field(default_factory=list)
+    llm_calls: int = 0
+    attempts: int = 0
+    reasks: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float | None = None
+    errors: list[str] = field(default_factory=list)
+    #: Every call failed without reaching the LLM server (connection refused, DNS…).
+    unreachable: bool = False

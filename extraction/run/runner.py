@@ -1,0 +1,475 @@
+"""The extract stage of a run, one chunk of documents at a time, without Prefect.
+
+For each chunk, :class:`ChunkRunner`:
+
+1. reads the chunk's documents and, in one query, the cells this job already wrote (a resumed
+   run skips those documents) and the cells it can re-use: an earlier extraction of the same
+   document content (``content_hash``), with the same prompt version and model, whose status is
+   ``ok`` or ``not_found``. Re-used cells are copied (``reused_from_id`` points at the
+   original) and cost no LLM call — an unchanged re-run makes none;
+2. sends the remaining (document, variables) to the :class:`~extraction.run.extractor.Extractor`,
+   many documents at once on one event loop; the number of documents in flight is bounded
+   and the LLM client's limiter bounds the calls;
+3. writes results in batches — one transaction holds a batch's extraction rows, its error
+   log entries and its progress counters, so the three never disagree — after every
+   ``batch_documents`` documents, after ``flush_seconds``, and at the end of the chunk.
+
+A document's failure stays a document's failure: its cells are stored as ``failed`` and
+logged (document, variable, attempts, the provider's message), and the chunk goes on. Only a
+fatal :class:`~extraction.errors.LLMError` (``extra["fatal"]``: bad credentials, unknown
+model) stops the run, because it would fail every document.
+
+Cancellation is cooperative: ``stop`` (an :class:`asyncio.Event` the flow sets when the job or
+its flow run is cancelled) is checked before each document starts; documents already in
+flight finish and are written, the others are left for nobody — a cancelled job is final.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from extraction.errors import LLMError
+from extraction.models import Document, Extraction, ExtractionStatus, LogLevel, utcnow
+from extraction.run import jobs
+from extraction.run.plan import RunPlan
+from extraction.run.results import (
+    CellResult,
+    DocumentInput,
+    DocumentResult,
+    PromptInfo,
+    VariableInfo,
+)
+
+__all__ = ["ChunkOutcome", "ChunkRunner", "DocumentExtractor", "FatalRunError", "is_fatal"]
+
+_REUSABLE = (ExtractionStatus.OK, ExtractionStatus.NOT_FOUND)
+_COPIED_FIELDS = (
+    "value", "raw_answer", "confidence", "self_confidence", "evidence_quote", "evidence_start",
+    "evidence_end", "evidence_page", "grounded", "status",
+)
+
+
+class DocumentExtractor(Protocol):
+    """What the runner needs of the engine (``extraction.run.extractor.Extractor`` fits)."""
+
+    async def extract_document(
+        self,
+        document: DocumentInput,
+        variables: Sequence[VariableInfo],
+        prompts: dict[uuid.UUID, PromptInfo],
+    ) -> DocumentResult: ...
+
+
+class FatalRunError(Exception):
+    """The run cannot go on (every document would fail the same way); carries the reason."""
+
+    def __init__(self, reason: str, cause: BaseException | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.cause = cause
+
+
+def is_fatal(exc: BaseException) -> bool:
+    """Whether an engine error would fail every document (auth, unknown model, bad config)."""
+    return isinstance(exc, LLMError) and bool(exc.extra.get("fatal"))
+
+
+@dataclass
+class ChunkOutcome:
+    """What one chunk did; the flow sums these for its progress artifact."""
+
+    documents: int = 0
+    documents_completed: int = 0
+    documents_failed: int = 0
+    documents_skipped: int = 0  # already written (resume) or not started (cancel)
+    cells_written: int = 0
+    cells_reused: int = 0
+    llm_calls: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float | None = None
+    stopped: bool = False
+
+    def add(self, other: ChunkOutcome) -> None:
+        for name in ("documents", "documents_completed", "documents_failed",
+                     "documents_skipped", "cells_written", "cells_reused", "llm_calls",
+                     "tokens_in", "tokens_out"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        if other.cost_usd is not None:
+            self.cost_usd = (self.cost_usd or 0.0) + other.cost_usd
+        self.stopped = self.stopped or other.stopped
+
+
+@dataclass
+class _DocWork:
+    document: DocumentInput
+    to_extract: list[VariableInfo]
+    reused_rows: list[dict[str, Any]]
+
+
+@dataclass
+class _Batch:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    logs: list[dict[str, Any]] = field(default_factory=list)
+    delta: jobs.ProgressDelta = field(default_factory=jobs.ProgressDelta)
+    documents: int = 0
+
+
+class ChunkRunner:
+    """Runs chunks of one job's documents through an extractor and stores the results.
+
+    One instance per run, shared by its chunks (they may overlap on the same event loop).
+
+    Args:
+        plan: The job's session-free plan.
+        extractor: The engine.
+        session_factory: A context manager factory giving a committed-on-success session
+            (``extraction.db.session_scope``); it is used from a worker thread, so database
+            work never blocks the event loop.
+        documents_in_flight: How many documents are extracted at the same time in this run.
+        batch_documents: Write after this many finished documents…
+        flush_seconds: …or after this long, whichever comes first.
+        stop: Set when the run must stop starting documents (cancellation).
+        check_written: Look for cells this job already wrote in each chunk (a resumed job);
+            a fresh job has none, so the flow turns the query off.
+        stop_after_unreachable: Stop the run (fatal) when this many documents in a row
+            finished without any call reaching the LLM server; 0 never stops. A server that
+            is down would otherwise fail every remaining document, each after its retries.
+    """
+
+    def __init__(
+        self,
+        plan: RunPlan,
+        extractor: DocumentExtractor,
+        *,
+        session_factory: Callable[[], Any],
+        documents_in_flight: int,
+        batch_documents: int = 50,
+        flush_seconds: float = 1.0,
+        stop: asyncio.Event | None = None,
+        check_written: bool = True,
+        stop_after_unreachable: int = 0,
+    ) -> None:
+        self.plan = plan
+        self.check_written = check_written
+        self.extractor = extractor
+        self.session_factory = session_factory
+        self.batch_documents = max(1, batch_documents)
+        self.flush_seconds = flush_seconds
+        self.stop = stop or asyncio.Event()
+        self._doc_slots = asyncio.Semaphore(max(1, documents_in_flight))
+        self._write_lock = asyncio.Lock()
+        self._fatal: FatalRunError | None = None
+        self._names = {v.id: v.name for v in plan.variables}
+        self.stop_after_unreachable = stop_after_unreachable
+        self._unreachable_streak = 0
+
+    @property
+    def fatal(self) -> FatalRunError | None:
+        return self._fatal
+
+    # ------------------------------------------------------------ reading
+
+    def _load(self, document_ids: Sequence[uuid.UUID]) -> tuple[list[_DocWork], int]:
+        plan = self.plan
+        with self.session_factory() as session:
+            documents = list(session.execute(
+                select(Document.id, Document.filename, Document.text, Document.page_offsets,
+                       Document.content_hash).where(Document.id.in_(document_ids))
+            ).tuples())
+            written = set(session.scalars(
+                select(Extraction.document_id).where(
+                    Extraction.document_id.in_(document_ids),
+                    Extraction.job_id == plan.job_id,
+                ).distinct()
+            )) if self.check_written else set()
+            reusable = self._reusable(session, [d for d in documents if d[0] not in written])
+        order = {doc_id: i for i, doc_id in enumerate(document_ids)}
+        documents.sort(key=lambda d: order[d[0]])
+        work: list[_DocWork] = []
+        for doc_id, filename, text, offsets, content_hash in documents:
+            if doc_id in written:
+                continue
+            document = DocumentInput(
+                id=doc_id, filename=filename, text=text or "",
+                page_offsets=tuple(offsets or (0,)), content_hash=content_hash,
+            )
+            reused_rows, to_extract = [], []
+            for variable in plan.variables:
+                prompt = plan.prompts[variable.id]
+                source = reusable.get((content_hash, prompt.id)) if content_hash else None
+                if source is not None:
+                    reused_rows.append(self._copy_row(source, doc_id, variable.id))
+                else:
+                    to_extract.append(variable)
+            work.append(_DocWork(document, to_extract, reused_rows))
+        return work, len(written)
+
+    def _reusable(
+        self, session: Session, documents: list[tuple[Any, ...]]
+    ) -> dict[tuple[str, uuid.UUID], Extraction]:
+        hashes = sorted({d[4] for d in documents if d[4]})
+        if not hashes:
+            return {}
+        # Same content in this project (the chunk's own documents, or duplicates kept under
+        # another name): found through the (project, content_hash) index, then their cells
+        # through the (document, variable) index — never a scan of all extractions.
+        same_content = dict(session.execute(
+            select(Document.id, Document.content_hash).where(
+                Document.project_id == self.plan.project_id,
+                Document.content_hash.in_(hashes),
+            )
+        ).tuples().all())
+        query = (
+            select(Extraction)
+            .where(
+                Extraction.document_id.in_(list(same_content)),
+                Extraction.prompt_id.in_(self.plan.prompt_ids),
+                Extraction.model == self.plan.model,
+                Extraction.status.in_(_REUSABLE),
+                Extraction.reused_from_id.is_(None),
+                Extraction.job_id != self.plan.job_id,
+            )
+            .order_by(Extraction.created_at.desc())
+        )
+        found: dict[tuple[str, uuid.UUID], Extraction] = {}
+        for extraction in session.scalars(query):
+            key = (same_content[extraction.document_id], extraction.prompt_id)
+            found.setdefault(key, extraction)  # type: ignore[arg-type]
+        return found
+
+    def _copy_row(self, source: Extraction, document_id: uuid.UUID, variable_id: uuid.UUID
+                  ) -> dict[str, Any]:
+        row = self._base_row(document_id, variable_id, source.prompt_id)
+        row.update({name: getattr(source, name) for name in _COPIED_FIELDS})
+        row.update(attempts=0, reused_from_id=source.id)
+        return row
+
+    def _base_row(self, document_id: uuid.UUID, variable_id: uuid.UUID,
+                  prompt_id: uuid.UUID | None) -> dict[str, Any]:
+        return {
+            "id": uuid.uuid4(),
+            "job_id": self.plan.job_id,
+            "document_id": document_id,
+            "variable_id": variable_id,
+            "prompt_id": prompt_id,
+            "model": self.plan.model,
+            "value": None,
+            "raw_answer": None,
+            "confidence": None,
+            "self_confidence": None,
+            "evidence_quote": None,
+            "evidence_start": None,
+            "evidence_end": None,
+            "evidence_page": None,
+            "grounded": None,
+            "error": None,
+            "attempts": 1,
+            "tokens_in": 0,
+            "tokens_out": 0,
+            "latency_ms": None,
+            "reused_from_id": None,
+            "created_at": utcnow(),
+        }
+
+    # ------------------------------------------------------------ extracting
+
+    async def run_chunk(self, document_ids: Sequence[uuid.UUID]) -> ChunkOutcome:
+        """Extract and store one chunk. Raises :class:`FatalRunError` if the run must stop."""
+        outcome = ChunkOutcome(documents=len(document_ids))
+        if self._fatal is not None:
+            raise self._fatal
+        if self.stop.is_set():
+            outcome.documents_skipped = len(document_ids)
+            outcome.stopped = True
+            return outcome
+        work, already = await asyncio.to_thread(self._load, document_ids)
+        outcome.documents_skipped += already
+        batch = _Batch()
+        last_flush = time.monotonic()
+
+        async def one(item: _DocWork) -> tuple[_DocWork, DocumentResult | None, str | None]:
+            if not item.to_extract:
+                return item, None, None
+            async with self._doc_slots:
+                if self.stop.is_set() or self._fatal is not None:
+                    raise _NotStarted()
+                try:
+                    result = await self.extractor.extract_document(
+                        item.document, item.to_extract,
+                        {v.id: self.plan.prompts[v.id] for v in item.to_extract},
+                    )
+                except Exception as exc:
+                    if is_fatal(exc):
+                        raise
+                    return item, None, f"{type(exc).__name__}: {exc}"
+                return item, result, None
+
+        pending = {asyncio.ensure_future(one(item)) for item in work}
+        try:
+            while pending:
+                done, pending = await asyncio.wait(
+                    pending, timeout=self.flush_seconds, return_when=asyncio.FIRST_COMPLETED
+                )
+                for future in done:
+                    exc = future.exception()
+                    if isinstance(exc, _NotStarted):
+                        outcome.documents_skipped += 1
+                        outcome.stopped = True
+                        continue
+                    if exc is not None:
+                        if is_fatal(exc):
+                            if self._fatal is None:
+                                self._fatal = FatalRunError(str(getattr(exc, "detail", exc)), exc)
+                            continue
+                        raise exc
+                    item, result, error = future.result()
+                    self._collect(batch, item, result, error, outcome)
+                    self._watch_reachability(result)
+                due = time.monotonic() - last_flush >= self.flush_seconds
+                if batch.documents and (batch.documents >= self.batch_documents or due):
+                    await self._flush(batch)
+                    batch, last_flush = _Batch(), time.monotonic()
+                elif due:
+                    last_flush = time.monotonic()
+        finally:
+            for future in pending:
+                future.cancel()
+            if batch.documents:
+                await self._flush(batch)
+        if self.stop.is_set():
+            outcome.stopped = True
+        if self._fatal is not None:
+            raise self._fatal
+        return outcome
+
+    def _watch_reachability(self, result: DocumentResult | None) -> None:
+        """Count documents in a row whose calls never reached the server; stop at the limit."""
+        if result is None or not result.llm_calls:
+            return
+        if not result.unreachable:
+            self._unreachable_streak = 0
+            return
+        self._unreachable_streak += 1
+        if self._fatal is None and self.stop_after_unreachable \
+                and self._unreachable_streak >= self.stop_after_unreachable:
+            reason = next((c.error for c in result.cells if c.error), "connection failed")
+            self._fatal = FatalRunError(
+                f"the LLM server could not be reached for {self._unreachable_streak} documents "
+                f"in a row ({reason}); the run stopped rather than fail every remaining "
+                "document the same way. Cells already extracted are kept: start the run again "
+                "once the server is back, and they are reused")
+
+    def _collect(self, batch: _Batch, item: _DocWork, result: DocumentResult | None,
+                 error: str | None, outcome: ChunkOutcome) -> None:
+        doc = item.document
+        rows = list(item.reused_rows)
+        failed_cells: list[CellResult] = []
+        if item.to_extract:
+            cells = {c.variable_id: c for c in (result.cells if result is not None else [])}
+            for variable in item.to_extract:
+                cell = cells.get(variable.id)
+                if cell is None:
+                    cell = CellResult(
+                        variable_id=variable.id, status=ExtractionStatus.FAILED,
+                        error=error or "the engine returned no answer for this variable",
+                        attempts=result.attempts if result is not None else 0,
+                        prompt_id=self.plan.prompts[variable.id].id,
+                    )
+                rows.append(self._cell_row(doc.id, cell))
+                if cell.status is ExtractionStatus.FAILED:
+                    failed_cells.append(cell)
+        if failed_cells:
+            batch.logs += self._failure_logs(doc, failed_cells)
+        batch.rows += rows
+        batch.documents += 1
+        delta = batch.delta
+        if failed_cells:
+            delta.documents_failed += 1
+            outcome.documents_failed += 1
+        else:
+            delta.documents_completed += 1
+            outcome.documents_completed += 1
+        delta.cells_reused += len(item.reused_rows)
+        outcome.cells_reused += len(item.reused_rows)
+        outcome.cells_written += len(rows)
+        if result is not None:
+            delta += jobs.ProgressDelta(
+                llm_calls=result.llm_calls, tokens_in=result.tokens_in,
+                tokens_out=result.tokens_out, cost_usd=result.cost_usd,
+            )
+            outcome.llm_calls += result.llm_calls
+            outcome.tokens_in += result.tokens_in
+            outcome.tokens_out += result.tokens_out
+            if result.cost_usd is not None:
+                outcome.cost_usd = (outcome.cost_usd or 0.0) + result.cost_usd
+
+    def _cell_row(self, document_id: uuid.UUID, cell: CellResult) -> dict[str, Any]:
+        prompt_id = cell.prompt_id or self.plan.prompts[cell.variable_id].id
+        row = self._base_row(document_id, cell.variable_id, prompt_id)
+        row.update(
+            value=cell.value, raw_answer=cell.raw_answer, confidence=cell.confidence,
+            self_confidence=cell.self_confidence, evidence_quote=cell.evidence_quote,
+            evidence_start=cell.evidence_start, evidence_end=cell.evidence_end,
+            evidence_page=cell.evidence_page, grounded=cell.grounded, status=cell.status,
+            error=cell.error, attempts=cell.attempts, tokens_in=cell.tokens_in,
+            tokens_out=cell.tokens_out, latency_ms=cell.latency_ms,
+        )
+        return row
+
+    def _failure_logs(self, doc: DocumentInput, cells: list[CellResult]) -> list[dict[str, Any]]:
+        """One ERROR entry per distinct failure of a document (a per_document call that
+        failed is one failure of several variables, logged once with their names)."""
+        groups: dict[str, list[CellResult]] = {}
+        for cell in cells:
+            groups.setdefault(cell.error or "unknown error", []).append(cell)
+        entries = []
+        for message, group in groups.items():
+            names = [self._names.get(c.variable_id, str(c.variable_id)) for c in group]
+            entries.append({
+                "id": uuid.uuid4(),
+                "job_id": self.plan.job_id,
+                "document_id": doc.id,
+                "variable_id": group[0].variable_id if len(group) == 1 else None,
+                "level": LogLevel.ERROR,
+                "event": "extraction_failed",
+                "message": f"{doc.filename}: {', '.join(names)}: {message}",
+                "details": {
+                    "filename": doc.filename,
+                    "variables": names,
+                    "attempts": max(c.attempts for c in group),
+                    "error": message,
+                },
+                "created_at": utcnow(),
+            })
+        return entries
+
+    # ------------------------------------------------------------ writing
+
+    async def _flush(self, batch: _Batch) -> None:
+        async with self._write_lock:
+            await asyncio.to_thread(self._write, batch)
+
+    def _write(self, batch: _Batch) -> None:
+        from extraction.models import ProcessingLog
+
+        with self.session_factory() as session:
+            # Core executemany: no ORM bookkeeping for rows nobody reads back here.
+            if batch.rows:
+                session.execute(insert(Extraction.__table__), batch.rows)
+            if batch.logs:
+                session.execute(insert(ProcessingLog.__table__), batch.logs)
+            jobs.add_progress(session, self.plan.job_id, batch.delta)
+
+
+class _NotStarted(Exception):
+    """A document that was not started because the run is stopping."""
+

@@ -1,0 +1,149 @@
+"""The aggregate stage of a run: job totals, per-variable quality figures, the final status.
+
+The summary is computed from the stored extractions (not from in-memory counters), so it is
+right after a resume too, and is kept on ``job.summary`` for the CLI and exports; the flow
+also publishes :func:`summary_markdown` as a Prefect artifact.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from extraction.errors import StateError
+from extraction.models import Extraction, ExtractionStatus, JobStatus, LogLevel, ProcessingJob
+from extraction.run import jobs
+
+__all__ = ["Outcome", "finalize_job", "summarize_job", "summary_markdown"]
+
+Outcome = Literal["complete", "cancelled", "failed"]
+
+
+def summarize_job(session: Session, job: ProcessingJob) -> dict[str, Any]:
+    """Per-variable fill rate, not_found and failed counts, mean confidence, tokens, re-use."""
+    E = Extraction
+    query = (
+        select(
+            E.variable_id,
+            E.status,
+            func.count(E.id),
+            func.avg(E.confidence),
+            func.coalesce(func.sum(E.tokens_in), 0),
+            func.coalesce(func.sum(E.tokens_out), 0),
+            func.count(E.reused_from_id),
+        )
+        .where(E.job_id == job.id)
+        .group_by(E.variable_id, E.status)
+    )
+    stats: dict[uuid.UUID, dict[str, Any]] = {}
+    for variable_id, status, count, mean_conf, t_in, t_out, reused in session.execute(query):
+        entry = stats.setdefault(variable_id, {
+            "cells": 0, "ok": 0, "not_found": 0, "failed": 0, "mean_confidence": None,
+            "tokens_in": 0, "tokens_out": 0, "reused": 0,
+        })
+        entry["cells"] += count
+        entry[ExtractionStatus(status).value] += count
+        entry["tokens_in"] += int(t_in)
+        entry["tokens_out"] += int(t_out)
+        entry["reused"] += reused
+        if status is ExtractionStatus.OK and mean_conf is not None:
+            entry["mean_confidence"] = round(float(mean_conf), 4)
+    variables = []
+    for item in (job.prompt_snapshot or {}).get("variables", []):
+        entry = stats.get(uuid.UUID(item["variable_id"]), {
+            "cells": 0, "ok": 0, "not_found": 0, "failed": 0, "mean_confidence": None,
+            "tokens_in": 0, "tokens_out": 0, "reused": 0,
+        })
+        cells = entry["cells"]
+        variables.append({
+            "variable": item["variable"],
+            "prompt_version": item["prompt_version"],
+            **entry,
+            "fill_rate": round(entry["ok"] / cells, 4) if cells else None,
+        })
+    return {
+        "documents_total": job.documents_total,
+        "documents_completed": job.documents_completed,
+        "documents_failed": job.documents_failed,
+        "cells": sum(v["cells"] for v in variables),
+        "cells_reused": job.cells_reused,
+        "llm_calls": job.llm_calls,
+        "tokens_in": job.tokens_in,
+        "tokens_out": job.tokens_out,
+        "cost_usd": job.cost_usd,
+        "variables": variables,
+    }
+
+
+def finalize_job(
+    session: Session, job_id: uuid.UUID, outcome: Outcome, *, reason: str | None = None
+) -> ProcessingJob:
+    """Store the summary and move the job to its final status.
+
+    A job cancelled meanwhile (``extractflow job cancel``) stays CANCELLED whatever the flow
+    concluded; ``cancelled`` on a job already CANCELLED only refreshes its summary.
+    """
+    job = session.get(ProcessingJob, job_id)
+    if job is None:
+        raise StateError(f"job {job_id} disappeared", instance=str(job_id))
+    session.refresh(job)
+    if job.status is JobStatus.PROCESSING:
+        try:
+            if outcome == "complete":
+                job = jobs.finish_job(session, job)
+            elif outcome == "cancelled":
+                job = jobs.transition(session, job, JobStatus.CANCELLED,
+                                      error=reason or "cancelled")
+            else:
+                job = jobs.fail_job(session, job, reason or "the run failed")
+        except StateError:
+            session.refresh(job)  # cancelled at the same moment: that status wins
+    job.summary = summarize_job(session, job)
+    level = LogLevel.ERROR if job.status is JobStatus.FAILED else LogLevel.INFO
+    message = (
+        f"{job.status.value}: {job.documents_completed} documents done, "
+        f"{job.documents_failed} failed of {job.documents_total}; {job.llm_calls} LLM calls, "
+        f"{job.cells_reused} cells re-used"
+    )
+    if job.status is JobStatus.FAILED and job.error:
+        message += f" — {job.error}"
+    jobs.log_event(session, job.id, "job_finished", message, level=level,
+                   details={"status": job.status.value})
+    session.flush()
+    return job
+
+
+def _fmt(value: float | None, pattern: str = "{:.2f}") -> str:
+    return "–" if value is None else pattern.format(value)
+
+
+def summary_markdown(job: ProcessingJob) -> str:
+    """The run's summary as a markdown table (the Prefect artifact at the end of a run)."""
+    summary = job.summary or {}
+    cost = f" · cost ${job.cost_usd:.4f}" if job.cost_usd is not None else ""
+    lines = [
+        f"## Job `{job.id}` — {job.status.value}",
+        "",
+        (f"{job.documents_total} documents: {job.documents_completed} completed, "
+         f"{job.documents_failed} failed · mode {job.mode} · model `{job.model}` · "
+         f"{job.llm_calls} LLM calls · {job.cells_reused} cells re-used · tokens "
+         f"{job.tokens_in} in / {job.tokens_out} out{cost}"),
+        "",
+    ]
+    if job.error:
+        lines += [f"**Error:** {job.error}", ""]
+    lines += [
+        ("| variable | prompt | fill rate | ok | not found | failed | mean confidence "
+         "| tokens in | tokens out | re-used |"),
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for v in summary.get("variables", []):
+        lines.append(
+            f"| {v['variable']} | v{v['prompt_version']} | {_fmt(v['fill_rate'], '{:.0%}')} "
+            f"| {v['ok']} | {v['not_found']} | {v['failed']} | {_fmt(v['mean_confidence'])} "
+            f"| {v['tokens_in']} | {v['tokens_out']} | {v['reused']} |"
+        )
+    return "\n".join(lines) + "\n"

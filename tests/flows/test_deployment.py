@@ -1,0 +1,202 @@
+"""The deployments of prefect.yaml on a real Prefect server with a process worker.
+
+A real ``prefect server start`` (temporary PREFECT_HOME, offline), a process work pool,
+``prefect deploy --all`` from this checkout's prefect.yaml, and ``prefect worker start``; then
+``extractflow run sample … --deployment`` triggers the deployed flow and follows the job to
+COMPLETE, and a full run cancelled from Prefect's side is killed by the worker and its job
+ends CANCELLED through the flow's cancellation hook.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from extraction import db
+from extraction.models import JobStatus
+from extraction.run import jobs
+from testing.fake_llm_server import FakeLLMServer
+from testing.run_factory import add_trial_documents, make_project, point_at_fake_llm
+from tests.cli_helpers import run_cli
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+PREFECT = str(Path(sys.executable).with_name("prefect"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"prefect server exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError("prefect server did not become healthy")
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A real Prefect server on a free port; yields the environment clients need."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+        "EXTRACTFLOW_CHECKOUT": str(ROOT),
+        "PYTHONPATH": str(ROOT),
+    }
+    log = (home / "server.log").open("wb")
+    server = subprocess.Popen(
+        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+    )
+    try:
+        _wait_healthy(env["PREFECT_API_URL"], server)
+        subprocess.run([PREFECT, "--no-prompt", "work-pool", "create", "extractflow",
+                        "--type", "process"], env=env, check=True, cwd=ROOT,
+                       capture_output=True)
+        deployed = subprocess.run([PREFECT, "--no-prompt", "deploy", "--all"], env=env,
+                                  cwd=ROOT, capture_output=True, text=True, check=False)
+        assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
+        yield env
+    finally:
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+@pytest.fixture
+def worker(prefect_server: dict[str, str], db_url: str, tmp_path: Path,
+           monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLLMServer]:
+    """A process worker whose flow runs use this test's database and a fake LLM."""
+    with FakeLLMServer(model="fake-model") as llm:
+        point_at_fake_llm(monkeypatch, llm.base_url)
+        env = {**prefect_server, **{k: v for k, v in os.environ.items()
+                                     if k.startswith("EXTRACTFLOW_")}}
+        log = (tmp_path / "worker.log").open("wb")
+        process = subprocess.Popen(
+            [PREFECT, "worker", "start", "--pool", "extractflow", "--type", "process",
+             "--prefetch-seconds", "5"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+        )
+        try:
+            yield llm
+        finally:
+            process.terminate()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            log.close()
+
+
+def _api_settings(env: dict[str, str]):  # type: ignore[no-untyped-def]
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    return temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]})
+
+
+def test_sample_deployment_runs_on_a_worker_to_complete(
+    prefect_server: dict[str, str], worker: FakeLLMServer, db_url: str
+) -> None:
+    with db.session_scope(db_url) as s:
+        project = make_project(s)
+        add_trial_documents(s, project, 3)
+    with _api_settings(prefect_server):
+        result = run_cli("run", "sample", "trials", "--n", "3", "--deployment", "--json")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    job = result.json()
+    assert job["status"] == "COMPLETE" and job["documents_completed"] == 3
+    assert job["flow_run_id"]
+    assert worker.total_requests == 3  # per_document: one call per document
+    with _api_settings(prefect_server):
+        import asyncio
+        import uuid
+
+        from prefect.client.orchestration import get_client
+
+        async def read() -> tuple[str, list[str], str]:
+            async with get_client() as client:
+                run = await client.read_flow_run(uuid.UUID(job["flow_run_id"]))
+                return run.name, run.tags, run.state.type.value
+
+        deadline = time.monotonic() + 30  # the job is COMPLETE a moment before its flow run
+        while True:
+            name, tags, state = asyncio.run(read())
+            if state == "COMPLETED" or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+    assert name == f"sample-{job['id'][:8]}"
+    assert f"job:{job['id']}" in tags and state == "COMPLETED"
+
+
+def test_cancelling_the_flow_run_in_prefect_cancels_the_job(
+    prefect_server: dict[str, str], worker: FakeLLMServer, db_url: str
+) -> None:
+    worker.latency = 0.5
+    with db.session_scope(db_url) as s:
+        project = make_project(s)
+        add_trial_documents(s, project, 40)
+    with _api_settings(prefect_server):
+        started = run_cli("run", "full", "trials", "--deployment", "--no-wait", "--json")
+        assert started.exit_code == 0, started.stdout + started.stderr
+        job_id = started.json()["id"]
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and worker.total_requests < 4:
+            time.sleep(0.2)
+        assert worker.total_requests >= 4, "the deployed run never started calling the LLM"
+
+        import asyncio
+        import uuid
+
+        from prefect.client.orchestration import get_client
+        from prefect.states import Cancelling
+
+        async def cancel(flow_run_id: str) -> None:
+            async with get_client() as client:
+                await client.set_flow_run_state(uuid.UUID(flow_run_id), Cancelling(),
+                                                force=True)
+
+        with db.session_scope(db_url) as s:
+            flow_run_id = jobs.get_job(s, job_id).flow_run_id
+        assert flow_run_id
+        asyncio.run(cancel(flow_run_id))
+        deadline = time.monotonic() + 60
+        status = None
+        while time.monotonic() < deadline:
+            with db.session_scope(db_url) as s:
+                status = jobs.get_job(s, job_id).status
+            if status is JobStatus.CANCELLED:
+                break
+            time.sleep(0.5)
+    assert status is JobStatus.CANCELLED
+    calls_at_cancel = worker.total_requests
+    time.sleep(2)
+    assert worker.total_requests - calls_at_cancel <= 4  # killed: no new calls go out
+    with db.session_scope(db_url) as s:
+        job = jobs.get_job(s, job_id)
+        assert job.documents_completed < 40 and job.error == "flow run cancelled in Prefect"
