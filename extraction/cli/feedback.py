@@ -9,12 +9,13 @@ import typer
 from extraction.cli._common import JsonOption, console, db_session, emit_json, new_app, table
 from extraction.errors import ValidationError
 from extraction.review import feedback as feedback_service
+from extraction.review.corrections import format_value
 
 app = new_app("Feedback: verdicts on extracted values, used by refinement and the scorecard.")
 
 
 def _shown(value: object) -> str:
-    return feedback_service.format_value(value) if value is not None else "(not stated)"
+    return format_value(value) if value is not None else "(not stated)"
 
 
 @app.command("add")

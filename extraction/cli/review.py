@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from extraction.cli._common import JsonOption, console, db_session, emit_json, new_app
-from extraction.review.workbook import export_review_workbook, import_review_workbook
+from extraction.review.workbook_export import export_review_workbook
+from extraction.review.workbook_import import import_review_workbook
 
 app = new_app("Review workbooks: export a job's results to xlsx, fill in verdicts, import.")
 

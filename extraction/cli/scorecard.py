@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from extraction.cli._common import JsonOption, console, db_session, emit_json, table
-from extraction.review.feedback import format_value
+from extraction.review.corrections import format_value
 from extraction.review.scorecard import build_scorecard, scorecard_to_dict
 
 __all__ = ["scorecard"]

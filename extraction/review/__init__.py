@@ -1,1 +1,2 @@
-"""Reviewing results: feedback, the review workbook, prompt refinement, the scorecard."""
+"""Reviewing results: corrections and feedback, the review workbook (layout, export, import),
+prompt refinement, truths and the scorecard."""

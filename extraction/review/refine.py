@@ -61,11 +61,11 @@ from extraction.models import (
     Variable,
     VariableType,
 )
+from extraction.review.corrections import format_value
 from extraction.review.feedback import (
     FeedbackView,
     as_utc,
     effective_feedback,
-    format_value,
     get_job,
 )
 

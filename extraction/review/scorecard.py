@@ -43,16 +43,9 @@ from extraction.models import (
     Prompt,
     Variable,
 )
-from extraction.review.feedback import (
-    FeedbackView,
-    Truth,
-    as_utc,
-    effective_feedback,
-    format_value,
-    get_job,
-    same_value,
-    truths_by_cell,
-)
+from extraction.review.corrections import format_value, same_value
+from extraction.review.feedback import FeedbackView, as_utc, effective_feedback, get_job
+from extraction.review.truths import Truth, truths_by_cell
 
 __all__ = [
     "CellOutcome",

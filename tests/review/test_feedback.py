@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from extraction.errors import NotFoundError, ValidationError
 from extraction.models import ExtractionFeedback
-from extraction.review import feedback
+from extraction.review import corrections, feedback
 from testing.review_factory import add_job, add_prompt_version, make_sample
 
 
@@ -137,7 +137,7 @@ def test_multi_select_corrections_are_lists_in_codebook_order(session: Session) 
     out = feedback.record_feedback(session, cell.id, is_correct=False,
                                    corrected_value="Placebo; drug; other")
     assert out.feedback.corrected_value == ["drug", "placebo", "other"]
-    assert feedback.same_value(var, ["placebo", "drug", "other"], "drug;other;placebo")
+    assert corrections.same_value(var, ["placebo", "drug", "other"], "drug;other;placebo")
     # As the prompt asks of the model: a value that fits no category is "other".
     other = feedback.record_feedback(session, cell.id, is_correct=False,
                                      corrected_value='["drug", "chemo"]')
@@ -163,14 +163,3 @@ def test_list_filters_by_job_and_variable_and_keeps_prompt_versions(session: Ses
     with pytest.raises(NotFoundError, match="has no variable 'ghost'"):
         feedback.list_feedback(session, "trials", variable="ghost")
 
-
-def test_same_value_rules(session: Session) -> None:
-    s = make_sample(session, {(0, "sponsor"): "x"})
-    v = s.variables
-    assert feedback.same_value(v["sponsor"], "Acme  Corp", "acme corp")
-    assert not feedback.same_value(v["sponsor"], "Acme", None)
-    assert feedback.same_value(v["enrollment"], 120.0, "120")
-    assert not feedback.same_value(v["enrollment"], 120, 121)
-    assert feedback.same_value(v["randomised"], True, "yes")
-    assert feedback.same_value(v["sponsor"], None, "  ")
-    assert feedback.format_value(["a", "b"]) == "a; b" and feedback.format_value(12.0) == "12"

@@ -15,12 +15,9 @@ from sqlalchemy.orm import Session
 from extraction.errors import StateError, ValidationError
 from extraction.models import ExtractionFeedback
 from extraction.review import feedback
-from extraction.review.workbook import (
-    COLUMNS,
-    REVIEW_SHEET,
-    export_review_workbook,
-    import_review_workbook,
-)
+from extraction.review.workbook import COLUMNS, REVIEW_SHEET
+from extraction.review.workbook_export import export_review_workbook
+from extraction.review.workbook_import import import_review_workbook
 from testing.review_factory import add_job, make_sample
 
 HEADERS = [h for _, h in COLUMNS]
