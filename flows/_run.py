@@ -38,7 +38,7 @@ from extraction.db import session_scope
 from extraction.errors import ExtractflowError
 from extraction.llm.limits import combine
 from extraction.models import JobKind, JobStatus, LogLevel, ProcessingJob
-from extraction.run import jobs
+from extraction.run import jobs, progress
 from extraction.run.plan import chunked, create_run_job, load_plan, open_job, pending_documents
 from extraction.run.runner import ChunkOutcome, ChunkRunner, FatalRunError
 from flows import _preload
@@ -85,9 +85,9 @@ def _prepare(kind: JobKind, params: dict[str, Any], job_id: str | None, force: b
         if job.kind is not kind:
             raise ExtractflowError(f"job {job.id} is a {job.kind.value} job, not {kind.value}")
         jobs.attach_flow_run(session, job, flow_run_id)
-        jobs.log_event(session, job.id, "job_started",
-                       f"{'resumed' if resumed else 'started'} by flow run {flow_run_id}",
-                       details={"flow_run_id": flow_run_id})
+        progress.log_event(session, job.id, "job_started",
+                           f"{'resumed' if resumed else 'started'} by flow run {flow_run_id}",
+                           details={"flow_run_id": flow_run_id})
         return job.id, resumed
 
 
@@ -170,7 +170,7 @@ def _progress(job_id: uuid.UUID) -> float:
 def _log(job_id: uuid.UUID, event: str, message: str, level: LogLevel = LogLevel.INFO,
          details: dict[str, Any] | None = None) -> None:
     with session_scope() as session:
-        jobs.log_event(session, job_id, event, message, level=level, details=details)
+        progress.log_event(session, job_id, event, message, level=level, details=details)
 
 
 def build_extractor(settings: Settings, plan: Any, limiter: Any) -> tuple[Any, Any]:
@@ -368,7 +368,7 @@ def on_flow_crashed(flow: Any, flow_run: Any, state: Any) -> None:
     with session_scope() as session:
         job = _job_for_run(session, flow_run)
         if job is not None and job.status is JobStatus.PROCESSING:
-            jobs.log_event(
+            progress.log_event(
                 session, job.id, "flow_run_crashed",
                 f"flow run crashed ({getattr(state, 'message', '')}); resume with "
                 f"`extractflow run resume {job.id}`", level=LogLevel.ERROR,

@@ -12,7 +12,7 @@ from prefect.artifacts import acreate_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from extraction.db import session_scope
-from extraction.run import jobs
+from extraction.run import views
 from extraction.run.summary import Outcome, finalize_job, summary_markdown
 from tasks.refine import sample_scorecard
 
@@ -22,7 +22,7 @@ __all__ = ["aggregate"]
 def _finalize(job_id: uuid.UUID, outcome: Outcome, reason: str | None) -> tuple[dict, str]:
     with session_scope() as session:
         job = finalize_job(session, job_id, outcome, reason=reason)
-        return jobs.job_to_dict(job, project_name=job.project.name), summary_markdown(job)
+        return views.job_to_dict(job, project_name=job.project.name), summary_markdown(job)
 
 
 @task(name="aggregate", cache_policy=NO_CACHE)

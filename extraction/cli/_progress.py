@@ -16,7 +16,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from extraction.cli._common import console, err_console
 from extraction.db import session_scope
 from extraction.models import JobStatus
-from extraction.run import jobs
+from extraction.run import jobs, views
 
 __all__ = ["TERMINAL_NAMES", "describe_outcome", "follow_job", "read_job"]
 
@@ -27,7 +27,7 @@ def read_job(job_id: uuid.UUID | str) -> dict[str, Any]:
     """The job as a dict, read fresh."""
     with session_scope() as session:
         job = jobs.get_job(session, job_id)
-        data = jobs.job_to_dict(job, project_name=job.project.name)
+        data = views.job_to_dict(job, project_name=job.project.name)
         data["stale"] = job.status is JobStatus.PROCESSING and jobs.is_stale(
             job, after_seconds=_stale_after())
         return data

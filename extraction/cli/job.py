@@ -11,7 +11,7 @@ from extraction import codebook
 from extraction.cli._common import JsonOption, console, db_session, emit_json, new_app, table
 from extraction.cli._progress import describe_outcome, follow_job, read_job
 from extraction.models import JobStatus, LogLevel
-from extraction.run import jobs
+from extraction.run import jobs, progress, views
 
 app = new_app("Jobs: progress, logs, results and cancellation of sample and full runs.")
 
@@ -33,7 +33,8 @@ def list_(
     """The project's jobs, newest first."""
     with db_session() as s:
         p = codebook.get_project(s, project)
-        rows = [jobs.job_to_dict(j, project_name=p.name) for j in jobs.list_jobs(s, p, limit=limit)]
+        rows = [views.job_to_dict(j, project_name=p.name)
+                for j in jobs.list_jobs(s, p, limit=limit)]
     if json_out:
         emit_json(rows)
         return
@@ -56,8 +57,8 @@ def show(job: JobArg, logs: Annotated[int, typer.Option(
     data = read_job(job)
     with db_session() as s:
         row = jobs.get_job(s, job)
-        recent = [jobs.log_to_dict(e) for e in
-                  reversed(jobs.job_logs(s, row, limit=logs, newest_first=True))]
+        recent = [views.log_to_dict(e) for e in
+                  reversed(progress.job_logs(s, row, limit=logs, newest_first=True))]
     if json_out:
         emit_json({**data, "recent_logs": recent})
         return
@@ -124,7 +125,8 @@ def logs(
                               field="level")
     with db_session() as s:
         row = jobs.get_job(s, job)
-        entries = [jobs.log_to_dict(e) for e in jobs.job_logs(s, row, level=level, limit=limit)]
+        entries = [views.log_to_dict(e)
+                   for e in progress.job_logs(s, row, level=level, limit=limit)]
     if json_out:
         emit_json(entries)
         return
@@ -155,7 +157,7 @@ def results(
         raise ValidationError("--status must be ok, not_found or failed", field="status")
     with db_session() as s:
         row = jobs.get_job(s, job)
-        items = [jobs.extraction_to_dict(e) for e in jobs.job_results(
+        items = [views.extraction_to_dict(e) for e in views.job_results(
             s, row, min_confidence=min_confidence, variable=variable, status=status,
             limit=limit)]
     if json_out:
@@ -177,7 +179,7 @@ def cancel(job: JobArg, json_out: JsonOption = False) -> None:
     """Cancel a job: no new LLM calls start; everything already extracted is kept."""
     with db_session() as s:
         row = jobs.cancel_job(s, job)
-        data = jobs.job_to_dict(row, project_name=row.project.name)
+        data = views.job_to_dict(row, project_name=row.project.name)
     prefect_cancelled = False
     if data["flow_run_id"]:
         from flows.launch import cancel_flow_run

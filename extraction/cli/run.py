@@ -32,7 +32,7 @@ from extraction.cli._common import (
 from extraction.cli._progress import describe_outcome, follow_job, read_job
 from extraction.errors import ValidationError
 from extraction.models import JobKind, JobStatus, ProcessingJob
-from extraction.run import jobs
+from extraction.run import jobs, views
 from extraction.run.plan import create_run_job, open_job
 
 app = new_app("Runs: extract a sample or every document, locally or on a Prefect server.")
@@ -50,7 +50,7 @@ def _create(kind: JobKind, project: str, **options: Any) -> dict[str, Any]:
     settings = get_settings()
     with db_session() as s:
         job = create_run_job(s, settings, kind=kind, project=project, **options)
-        return jobs.job_to_dict(job, project_name=job.project.name)
+        return views.job_to_dict(job, project_name=job.project.name)
 
 
 def _forget(job_id: str) -> None:
@@ -224,7 +224,7 @@ def resume(
             open_job(s, row.id, stale_after=settings.job_stale_seconds)  # raises the conflict
         if row.status is not JobStatus.PROCESSING and row.status is not JobStatus.PENDING:
             open_job(s, row.id, stale_after=settings.job_stale_seconds)  # raises the state error
-        data = jobs.job_to_dict(row, project_name=row.project.name)
+        data = views.job_to_dict(row, project_name=row.project.name)
     _launch(JobKind(data["kind"]), data, no_wait=no_wait, deployment=deployment,
             json_out=json_out, force=True, created=False)
 

@@ -1,4 +1,4 @@
-"""Processing jobs: their lifecycle, progress counters, event log, cancellation and results.
+"""Processing jobs: creating and finding them, and their lifecycle.
 
 A :class:`~extraction.models.ProcessingJob` is the database side of one sample or full run.
 This module is the ONE place that changes a job's status, so the lifecycle
@@ -9,57 +9,43 @@ holds whoever asks (a flow, the CLI, a Prefect hook). Each transition is a compa
 ``UPDATE … WHERE status = <expected>``: a cancel from the CLI racing with a flow that is
 finishing can never be overwritten, the loser gets a :class:`StateError`.
 
-Progress counters are incremented in SQL (``x = x + :delta``) in the same transaction as the
-extractions they count, so counters and rows never disagree, even after a crash or when
-several chunks of a run commit at the same time.
+What a running job records as it goes (counters, events) is in :mod:`extraction.run.progress`;
+read-only views of a job and its results are in :mod:`extraction.run.views`.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Self
+from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import String, case, cast, func, select, update
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy import String, cast, func, select, update
+from sqlalchemy.orm import Session
 
 from extraction.errors import NotFoundError, StateError, ValidationError
 from extraction.models import (
-    Document,
-    Extraction,
-    ExtractionStatus,
     JobKind,
     JobStatus,
     LogLevel,
     ProcessingJob,
-    ProcessingLog,
     Project,
-    Variable,
     utcnow,
 )
+from extraction.run.progress import log_event
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
     "TERMINAL",
-    "ProgressDelta",
-    "add_progress",
     "attach_flow_run",
     "cancel_job",
     "create_job",
-    "extraction_to_dict",
     "fail_job",
     "finish_job",
     "get_job",
     "is_cancelled",
     "is_stale",
-    "job_logs",
-    "job_results",
-    "job_to_dict",
     "list_jobs",
-    "log_event",
-    "log_to_dict",
     "start_job",
     "touch_job",
     "transition",
@@ -78,31 +64,6 @@ ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.FAILED: frozenset(),
     JobStatus.CANCELLED: frozenset(),
 }
-
-
-@dataclass
-class ProgressDelta:
-    """What one committed batch of a run adds to its job's counters."""
-
-    documents_completed: int = 0
-    documents_failed: int = 0
-    llm_calls: int = 0
-    cells_reused: int = 0
-    tokens_in: int = 0
-    tokens_out: int = 0
-    cost_usd: float | None = None
-
-    def __iadd__(self, other: ProgressDelta) -> Self:
-        self.documents_completed += other.documents_completed
-        self.documents_failed += other.documents_failed
-        self.llm_calls += other.llm_calls
-        self.cells_reused += other.cells_reused
-        self.tokens_in += other.tokens_in
-        self.tokens_out += other.tokens_out
-        if other.cost_usd is not None:
-            self.cost_usd = (self.cost_usd or 0.0) + other.cost_usd
-        return self
-
 
 # ---------------------------------------------------------------- creation and lookup
 
@@ -296,212 +257,3 @@ def attach_flow_run(session: Session, job: ProcessingJob, flow_run_id: str | Non
     if flow_run_id:
         job.flow_run_id = str(flow_run_id)
         session.flush()
-
-
-def add_progress(session: Session, job_id: uuid.UUID, delta: ProgressDelta) -> None:
-    """Add a committed batch's counts to the job, and recompute its percentage, in SQL."""
-    J = ProcessingJob
-    done = J.documents_completed + delta.documents_completed
-    failed = J.documents_failed + delta.documents_failed
-    values: dict[str, Any] = {
-        "documents_completed": done,
-        "documents_failed": failed,
-        "llm_calls": J.llm_calls + delta.llm_calls,
-        "cells_reused": J.cells_reused + delta.cells_reused,
-        "tokens_in": J.tokens_in + delta.tokens_in,
-        "tokens_out": J.tokens_out + delta.tokens_out,
-        "progress": case(
-            (J.documents_total > 0, 100.0 * (done + failed) / J.documents_total), else_=100.0
-        ),
-        "updated_at": utcnow(),
-    }
-    if delta.cost_usd is not None:
-        values["cost_usd"] = func.coalesce(J.cost_usd, 0.0) + delta.cost_usd
-    session.execute(
-        update(J).where(J.id == job_id).values(**values).execution_options(
-            synchronize_session=False
-        )
-    )
-
-
-# ---------------------------------------------------------------- event log
-
-
-def log_event(
-    session: Session,
-    job_id: uuid.UUID,
-    event: str,
-    message: str = "",
-    *,
-    level: LogLevel = LogLevel.INFO,
-    document_id: uuid.UUID | None = None,
-    variable_id: uuid.UUID | None = None,
-    details: dict[str, Any] | None = None,
-) -> ProcessingLog:
-    """Append an event to the job's log (errors carry document, variable and details)."""
-    entry = ProcessingLog(
-        job_id=job_id,
-        event=event,
-        message=message,
-        level=level,
-        document_id=document_id,
-        variable_id=variable_id,
-        details=dict(details or {}),
-    )
-    session.add(entry)
-    return entry
-
-
-def job_logs(
-    session: Session,
-    job: ProcessingJob,
-    *,
-    level: LogLevel | str | None = None,
-    limit: int | None = 200,
-    newest_first: bool = False,
-) -> list[ProcessingLog]:
-    """The job's events, at ``level`` or above when given."""
-    order = [LogLevel.DEBUG, LogLevel.INFO, LogLevel.WARNING, LogLevel.ERROR]
-    query = select(ProcessingLog).where(ProcessingLog.job_id == job.id)
-    if level is not None:
-        wanted = LogLevel(str(level).upper()) if not isinstance(level, LogLevel) else level
-        query = query.where(ProcessingLog.level.in_(order[order.index(wanted):]))
-    created = ProcessingLog.created_at.desc() if newest_first else ProcessingLog.created_at
-    query = query.order_by(created)
-    if limit is not None:
-        query = query.limit(limit)
-    return list(session.scalars(query))
-
-
-# ---------------------------------------------------------------- results
-
-
-def job_results(
-    session: Session,
-    job: ProcessingJob,
-    *,
-    min_confidence: float | None = None,
-    variable: str | None = None,
-    status: ExtractionStatus | str | None = None,
-    limit: int | None = None,
-    offset: int = 0,
-) -> list[Extraction]:
-    """The job's extractions, in document then codebook order.
-
-    ``min_confidence`` keeps extractions whose confidence is at least the threshold (cells
-    without a confidence, such as failed ones, are left out); ``variable`` is a variable
-    name of the job's project.
-    """
-    if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
-        raise ValidationError("min-confidence must be between 0 and 1", field="min_confidence")
-    query = (
-        select(Extraction)
-        .join(Document, Document.id == Extraction.document_id)
-        .join(Variable, Variable.id == Extraction.variable_id)
-        .where(Extraction.job_id == job.id)
-        .options(joinedload(Extraction.document).load_only(Document.id, Document.filename),
-                 joinedload(Extraction.variable), joinedload(Extraction.prompt))
-    )
-    if variable is not None:
-        known = session.scalar(
-            select(func.count(Variable.id)).where(
-                Variable.project_id == job.project_id, Variable.name == variable
-            )
-        )
-        if not known:
-            raise NotFoundError(
-                f"the job's project has no variable '{variable}'",
-                field="variable",
-                instance=variable,
-            )
-        query = query.where(Variable.name == variable)
-    if min_confidence is not None:
-        query = query.where(Extraction.confidence >= min_confidence)
-    if status is not None:
-        query = query.where(Extraction.status == ExtractionStatus(status))
-    query = query.order_by(Document.filename, Document.id, Variable.position, Variable.name)
-    if limit is not None:
-        query = query.limit(limit)
-    if offset:
-        query = query.offset(offset)
-    return list(session.scalars(query).unique())
-
-
-# ---------------------------------------------------------------- views
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def job_to_dict(job: ProcessingJob, *, project_name: str | None = None) -> dict[str, Any]:
-    """A JSON-ready view of a job (the document id list is summarised, not dumped)."""
-    return {
-        "id": str(job.id),
-        "project_id": str(job.project_id),
-        "project": project_name,
-        "kind": job.kind.value,
-        "status": job.status.value,
-        "mode": job.mode,
-        "model": job.model,
-        "documents_total": job.documents_total,
-        "documents_completed": job.documents_completed,
-        "documents_failed": job.documents_failed,
-        "progress": round(job.progress or 0.0, 2),
-        "llm_calls": job.llm_calls,
-        "cells_reused": job.cells_reused,
-        "tokens_in": job.tokens_in,
-        "tokens_out": job.tokens_out,
-        "cost_usd": job.cost_usd,
-        "flow_run_id": job.flow_run_id,
-        "prompt_snapshot": job.prompt_snapshot or {},
-        "parameters": job.parameters or {},
-        "summary": job.summary or {},
-        "error": job.error,
-        "created_at": _iso(job.created_at),
-        "started_at": _iso(job.started_at),
-        "finished_at": _iso(job.finished_at),
-    }
-
-
-def extraction_to_dict(extraction: Extraction) -> dict[str, Any]:
-    """One extraction as the results endpoint gives it: document, variable, typed value, proof."""
-    prompt = extraction.prompt
-    return {
-        "id": str(extraction.id),
-        "document_id": str(extraction.document_id),
-        "filename": extraction.document.filename if extraction.document else None,
-        "variable_id": str(extraction.variable_id),
-        "variable": extraction.variable.name if extraction.variable else None,
-        "value": extraction.value,
-        "status": extraction.status.value,
-        "confidence": extraction.confidence,
-        "evidence": extraction.evidence_quote,
-        "evidence_start": extraction.evidence_start,
-        "evidence_end": extraction.evidence_end,
-        "page": extraction.evidence_page,
-        "grounded": extraction.grounded,
-        "prompt_id": str(extraction.prompt_id) if extraction.prompt_id else None,
-        "prompt_version": prompt.version if prompt is not None else None,
-        "model": extraction.model,
-        "error": extraction.error,
-        "attempts": extraction.attempts,
-        "tokens_in": extraction.tokens_in,
-        "tokens_out": extraction.tokens_out,
-        "latency_ms": extraction.latency_ms,
-        "reused_from_id": str(extraction.reused_from_id) if extraction.reused_from_id else None,
-    }
-
-
-def log_to_dict(entry: ProcessingLog) -> dict[str, Any]:
-    """A JSON-ready view of a log entry."""
-    return {
-        "id": str(entry.id),
-        "created_at": _iso(entry.created_at),
-        "level": entry.level.value,
-        "event": entry.event,
-        "message": entry.message,
-        "document_id": str(entry.document_id) if entry.document_id else None,
-        "variable_id": str(entry.variable_id) if entry.variable_id else None,
-        "details": entry.details or {},
-    }

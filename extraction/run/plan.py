@@ -44,7 +44,7 @@ from extraction.models import (
     Prompt,
     Variable,
 )
-from extraction.run import jobs
+from extraction.run import jobs, progress
 from extraction.run.results import PromptInfo, VariableInfo
 
 __all__ = [
@@ -245,9 +245,9 @@ def open_job(
                 "it seems to be still running (wait, cancel it, or resume with --force)",
                 instance=str(job.id),
             )
-        jobs.log_event(session, job.id, "job_resumed",
-                       "resuming: cells already written by this job are kept and skipped",
-                       level=LogLevel.WARNING)
+        progress.log_event(session, job.id, "job_resumed",
+                           "resuming: cells already written by this job are kept and skipped",
+                           level=LogLevel.WARNING)
         jobs.touch_job(session, job.id)
         return job, True
     raise StateError(
@@ -291,7 +291,7 @@ def parse_job_documents(
         dropped = {d.id for d in unusable}
         for document in unusable:
             reason = document.parse_error or f"document is {document.parse_status.value}"
-            jobs.log_event(
+            progress.log_event(
                 session, job.id, "document_unusable",
                 f"{document.filename}: cannot be extracted ({reason})",
                 level=LogLevel.WARNING, document_id=document.id,
@@ -299,7 +299,8 @@ def parse_job_documents(
             )
         job.document_ids = [str(i) for i in ids if i not in dropped]
         session.flush()
-        jobs.add_progress(session, job.id, jobs.ProgressDelta(documents_failed=len(dropped)))
+        progress.add_progress(session, job.id,
+                              progress.ProgressDelta(documents_failed=len(dropped)))
         outcome.unusable = [d.filename for d in unusable]
     outcome.usable = len(ids) - len(unusable)
     return outcome

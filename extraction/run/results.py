@@ -1,8 +1,8 @@
 """Plain values passed between the stages of a run: what goes into an LLM call, what comes out.
 
 The extraction engine (``extraction/run/extractor.py``) works on these dataclasses, not on ORM rows,
-so it can run inside async code and worker threads without a database session, and the run
-orchestration (``extraction/run/jobs.py``, ``flows/``) converts rows to and from them in batches.
+so it can run inside async code and worker threads without a database session, and the runner
+(``extraction/run/runner.py``) converts rows to and from them in batches.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 
 from extraction.errors import LLMError
 from extraction.models import Document, Extraction, ExtractionStatus, LogLevel, utcnow
-from extraction.run import jobs
+from extraction.run import progress
 from extraction.run.plan import RunPlan
 from extraction.run.results import (
     CellResult,
@@ -119,7 +119,7 @@ class _DocWork:
 class _Batch:
     rows: list[dict[str, Any]] = field(default_factory=list)
     logs: list[dict[str, Any]] = field(default_factory=list)
-    delta: jobs.ProgressDelta = field(default_factory=jobs.ProgressDelta)
+    delta: progress.ProgressDelta = field(default_factory=progress.ProgressDelta)
     documents: int = 0
 
 
@@ -402,7 +402,7 @@ class ChunkRunner:
         outcome.cells_reused += len(item.reused_rows)
         outcome.cells_written += len(rows)
         if result is not None:
-            delta += jobs.ProgressDelta(
+            delta += progress.ProgressDelta(
                 llm_calls=result.llm_calls, tokens_in=result.tokens_in,
                 tokens_out=result.tokens_out, cost_usd=result.cost_usd,
             )
@@ -467,7 +467,7 @@ class ChunkRunner:
                 session.execute(insert(Extraction.__table__), batch.rows)
             if batch.logs:
                 session.execute(insert(ProcessingLog.__table__), batch.logs)
-            jobs.add_progress(session, self.plan.job_id, batch.delta)
+            progress.add_progress(session, self.plan.job_id, batch.delta)
 
 
 class _NotStarted(Exception):

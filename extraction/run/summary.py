@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from extraction.errors import StateError
 from extraction.models import Extraction, ExtractionStatus, JobStatus, LogLevel, ProcessingJob
-from extraction.run import jobs
+from extraction.run import jobs, progress
 
 __all__ = ["Outcome", "finalize_job", "summarize_job", "summary_markdown"]
 
@@ -110,8 +110,8 @@ def finalize_job(
     )
     if job.status is JobStatus.FAILED and job.error:
         message += f" — {job.error}"
-    jobs.log_event(session, job.id, "job_finished", message, level=level,
-                   details={"status": job.status.value})
+    progress.log_event(session, job.id, "job_finished", message, level=level,
+                       details={"status": job.status.value})
     session.flush()
     return job
 

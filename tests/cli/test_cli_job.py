@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from extraction import db
 from extraction.models import JobKind, JobStatus, LogLevel
-from extraction.run import jobs
+from extraction.run import jobs, progress
 from testing.extraction_factory import Cell, add_documents, add_job, make_project
 from tests.cli_helpers import run_cli
 
@@ -20,9 +20,9 @@ def _stored_job(db_url: str) -> tuple[str, str]:
             (docs[1], "sponsor"): Cell(None, confidence=0.7),
             (docs[1], "enrollment"): Cell(None, status="failed", confidence=None),
         })
-        jobs.log_event(s, job.id, "extraction_failed", "doc001.txt: enrollment: HTTP 503",
-                       level=LogLevel.ERROR, document_id=docs[1].id,
-                       details={"attempts": 4, "error": "HTTP 503"})
+        progress.log_event(s, job.id, "extraction_failed", "doc001.txt: enrollment: HTTP 503",
+                           level=LogLevel.ERROR, document_id=docs[1].id,
+                           details={"attempts": 4, "error": "HTTP 503"})
         return str(job.id), str(docs[0].id)
 
 

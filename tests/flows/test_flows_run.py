@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 
 from extraction import db
 from extraction.models import Extraction, JobKind, JobStatus, LogLevel, ProcessingJob
-from extraction.run import jobs
+from extraction.run import jobs, progress, views
 from testing.fake_llm_server import FakeLLMServer
 from testing.run_factory import add_trial_documents, make_project, point_at_fake_llm
 from tests.cli_helpers import run_cli
@@ -49,7 +49,7 @@ def _project(db_url: str, n: int) -> None:
 def _job(db_url: str, job_id: str | uuid.UUID) -> dict[str, Any]:
     with db.session_scope(db_url) as s:
         job = jobs.get_job(s, job_id)
-        return jobs.job_to_dict(job, project_name="trials")
+        return views.job_to_dict(job, project_name="trials")
 
 
 def _row_count(db_url: str, job_id: str) -> int:
@@ -133,7 +133,7 @@ def test_full_run_logs_failures_goes_on_and_shows_progress(
     assert (result["documents_completed"], result["documents_failed"]) == (15, 1)
     assert any(0 < p < 100 for p in seen), "progress is written while the run goes on"
     with db.session_scope(db_url) as s:
-        errors = jobs.job_logs(s, jobs.get_job(s, result["id"]), level=LogLevel.ERROR)
+        errors = progress.job_logs(s, jobs.get_job(s, result["id"]), level=LogLevel.ERROR)
         assert len(errors) == 1 and errors[0].details["filename"] == "trial0005.txt"
         assert errors[0].details["attempts"] >= 2
 
@@ -256,7 +256,7 @@ def test_resume_after_kill_finishes_without_duplicates(db_url: str, llm: FakeLLM
     asked_again = llm.total_requests - requests_before
     assert asked_again == 24 - before // 5  # only the documents not written before the kill
     with db.session_scope(db_url) as s:
-        events = [e.event for e in jobs.job_logs(s, jobs.get_job(s, job_id))]
+        events = [e.event for e in progress.job_logs(s, jobs.get_job(s, job_id))]
     assert "job_resumed" in events
 
 

@@ -25,7 +25,7 @@ from extraction.models import (
     ProcessingJob,
     ProcessingLog,
 )
-from extraction.run import jobs
+from extraction.run import jobs, progress
 from extraction.run.plan import (
     create_run_job,
     load_plan,
@@ -335,7 +335,7 @@ def test_parse_stage_parses_pending_documents_and_drops_unusable_ones(
         job = jobs.get_job(s, job_id)
         assert len(job.document_ids) == 2 and job.documents_total == 3
         assert job.documents_failed == 1
-        warning = jobs.job_logs(s, job, level=LogLevel.WARNING)[0]
+        warning = progress.job_logs(s, job, level=LogLevel.WARNING)[0]
         assert warning.event == "document_unusable" and "gone.txt" in warning.message
         again = parse_job_documents(s, job)  # a resumed job does not count it twice
         assert again.unusable == [] and job.documents_failed == 1
