@@ -1,9 +1,9 @@
 """The `extractflow` command: a root that mounts one sub-app per command group, lazily.
 
 Each group is imported only when it is used: the whole CLI imports openai, instructor,
-PyMuPDF, openpyxl, DuckDB and Prefect, which took ~8 s on a 2-core machine before any
-command ran; `extractflow project list` needs none of them (~2 s). ``--help`` imports every
-group, to list them with their help.
+PyMuPDF, openpyxl, DuckDB and Prefect, seconds of start-up before any command runs, while
+most commands need few of them (`extractflow project list` needs none). ``--help`` imports
+every group, to list them with their help.
 """
 
 from __future__ import annotations

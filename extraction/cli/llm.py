@@ -135,9 +135,9 @@ def _wait_for_ctrl_c(alive: Callable[[], bool]) -> bool:
 
     Our own handlers, because Python raises KeyboardInterrupt only if SIGINT was not ignored
     when it started — and a shell that starts a command in the background without job
-    control (`cmd &` in a script, many CI runners) starts it with SIGINT ignored. Seen in a
-    CI run: `llm local` ignored the SIGINT and served on for 20 minutes. The handlers only
-    set an event, so the server is stopped outside the signal handler.
+    control (`cmd &` in a script, many CI runners) starts it with SIGINT ignored, and without
+    them `llm local` started that way would serve on until killed. The handlers only set an
+    event, so the server is stopped outside the signal handler.
     """
     asked = threading.Event()
     handlers = {sig: signal.signal(sig, lambda *_: asked.set())

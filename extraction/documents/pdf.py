@@ -30,8 +30,8 @@ __all__ = ["has_pdf_header", "parse_pdf"]
 
 #: Optional packages ``import pymupdf`` loads when they are installed (PyMuPDF 2 depends on
 #: them): pymupdf.layout loads an ONNX layout model at import, pymupdf4llm imports numpy.
-#: We use neither (plain text extraction), and together they cost ~1 s and ~80 MB in every
-#: process that parses — each CLI command, each parse worker.
+#: We use neither (plain text extraction), so loading them is start-up time and memory spent
+#: for nothing in every process that parses — each CLI command, each parse worker.
 _UNUSED_EXTRAS: Final = ("pymupdf.layout", "pymupdf4llm")
 
 
