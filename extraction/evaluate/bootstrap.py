@@ -3,7 +3,7 @@
 Documents are the resampled units (a paired bootstrap: a resample draws documents with
 replacement and keeps each one's gold and extracted values together), which also keeps the
 cells of one document together in the overall figures. The interval is the percentile
-interval: BCa's jackknife costs one statistic per document, which at 10,000 documents is far
+interval (resamples where a statistic is undefined left out of its interval): BCa's jackknife costs one statistic per document, which at 10,000 documents is far
 slower than the resampling itself. Statistics are evaluated on batches of resamples at once,
 with the batch sized so a batch holds at most ``MAX_BATCH_CELLS`` cells: memory stays flat
 however many documents there are.
@@ -54,9 +54,9 @@ def confidence_intervals(
         outputs: how many values the statistic returns.
 
     Returns:
-        ``(low, high)``, each of length ``outputs``; NaN where fewer than two documents, or
-        where the statistic is undefined in some resample (e.g. κ when a resample holds a
-        single label).
+        ``(low, high)``, each of length ``outputs``; NaN where fewer than two documents.
+        Resamples in which a value is undefined (κ of a resample holding a single label) are
+        left out of that value's interval.
     """
     from scipy.stats import bootstrap
 
@@ -75,6 +75,13 @@ def confidence_intervals(
                 vectorized=True, paired=True, axis=-1, method="percentile",
                 confidence_level=config.confidence, rng=np.random.default_rng(config.seed),
             )
-    low = np.atleast_1d(np.asarray(result.confidence_interval.low, dtype=np.float64))
-    high = np.atleast_1d(np.asarray(result.confidence_interval.high, dtype=np.float64))
+    # The percentile interval, taken from the bootstrap distribution with NaN resamples left
+    # out: SciPy's own interval is NaN as soon as one resample is (a κ of a resample that
+    # drew a single label), which on small gold sets would hide every κ interval.
+    distribution = np.atleast_2d(np.asarray(result.bootstrap_distribution, dtype=np.float64))
+    tail = (1 - config.confidence) / 2 * 100
+    low, high = np.full(outputs, np.nan), np.full(outputs, np.nan)
+    for k, row in enumerate(distribution.reshape(outputs, -1)):
+        if np.isfinite(row).sum() >= 2:
+            low[k], high[k] = np.nanpercentile(row, [tail, 100 - tail])
     return low, high
