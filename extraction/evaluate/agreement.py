@@ -12,9 +12,11 @@ numbers needs terabytes. With pairable units only, α = 1 − (n − 1)·Σ(a �
 n counts the pairable values and SS is their sum of squared deviations; the tests check it
 equals the package on small data, with missing values.
 
-The bootstrap needs each statistic on a batch of resamples at once, so :func:`kappa_codes`,
-:func:`alpha_nominal_codes` and :func:`alpha_interval` are vectorised along the last axis;
-the tests check them against scikit-learn and the package too.
+The bootstrap needs each statistic on a batch of resamples at once, so κ and nominal α are
+also computed from contingency tables (:func:`kappa_from_table`,
+:func:`alpha_nominal_from_table`) and interval α from sums over units
+(:func:`alpha_from_sums`), vectorised over resamples; the tests check them against
+scikit-learn and the package too.
 """
 
 from __future__ import annotations
@@ -29,13 +31,16 @@ from extraction.models import VariableType
 
 __all__ = [
     "ABSENT",
+    "alpha_from_sums",
     "alpha_interval",
     "alpha_nominal",
-    "alpha_nominal_codes",
+    "alpha_nominal_from_table",
     "cohen_kappa",
+    "contingency",
     "encode",
+    "interval_terms",
     "interval_value",
-    "kappa_codes",
+    "kappa_from_table",
     "nominal_label",
 ]
 
@@ -96,48 +101,63 @@ def alpha_nominal(gold: Sequence[Any], other: Sequence[Any]) -> float:
                                     level_of_measurement="nominal"))
 
 
-def kappa_codes(a: np.ndarray, b: np.ndarray, labels: int, axis: int = -1) -> np.ndarray:
-    """Cohen's κ of integer codes along ``axis``: (p_o − p_e) / (1 − p_e)."""
-    a, b = np.moveaxis(a, axis, -1), np.moveaxis(b, axis, -1)
-    observed = (a == b).mean(axis=-1)
-    expected = sum((a == k).mean(axis=-1) * (b == k).mean(axis=-1) for k in range(labels))
+def contingency(a: np.ndarray, b: np.ndarray, labels: int) -> np.ndarray:
+    """The labels × labels table of how often gold label i met extracted label j."""
+    return np.bincount(a * labels + b, minlength=labels * labels).reshape(labels, labels)
+
+
+def kappa_from_table(table: np.ndarray) -> np.ndarray:
+    """Cohen's κ from contingency tables on the last two axes: (p_o − p_e) / (1 − p_e)."""
+    table = np.asarray(table, dtype=np.float64)
+    n = table.sum(axis=(-2, -1))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(expected < 1, (observed - expected) / (1 - expected), np.nan)
+        observed = np.trace(table, axis1=-2, axis2=-1) / n
+        expected = (table.sum(axis=-1) * table.sum(axis=-2)).sum(axis=-1) / (n * n)
+        return np.where((n > 0) & (expected < 1), (observed - expected) / (1 - expected),
+                        np.nan)
 
 
-def alpha_nominal_codes(a: np.ndarray, b: np.ndarray, labels: int,
-                        axis: int = -1) -> np.ndarray:
-    """Nominal α of two complete codings along ``axis`` (two coders, every unit pairable).
+def alpha_nominal_from_table(table: np.ndarray) -> np.ndarray:
+    """Nominal α of two complete codings from contingency tables on the last two axes.
 
     From the coincidence matrix: α = 1 − (n − 1)·2D / (n² − Σ n_c²), with n = 2 × units, D the
     disagreeing units and n_c how often label c was used by either coder.
     """
-    a, b = np.moveaxis(a, axis, -1), np.moveaxis(b, axis, -1)
-    n = 2.0 * a.shape[-1]
-    disagree = (a != b).sum(axis=-1)
-    used = sum(((a == k).sum(axis=-1) + (b == k).sum(axis=-1)) ** 2.0 for k in range(labels))
+    table = np.asarray(table, dtype=np.float64)
+    n = 2 * table.sum(axis=(-2, -1))
+    disagree = n / 2 - np.trace(table, axis1=-2, axis2=-1)
+    used = ((table.sum(axis=-1) + table.sum(axis=-2)) ** 2).sum(axis=-1)
     expected = n * n - used
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(expected > 0, 1 - (n - 1) * 2 * disagree / expected, np.nan)
 
 
-def alpha_interval(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray | float:
-    """Interval α of two codings along ``axis``; NaN marks a missing value (unit left out).
+def interval_terms(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per unit: pairable (0/1), a + b, a² + b², (a − b)² — zero where a side is missing.
 
-    Returns NaN when fewer than two units are pairable or every value is the same.
+    Interval α is a function of the sums of these over units (:func:`alpha_from_sums`), so
+    a resample's α needs only the resample's sums.
     """
-    a = np.moveaxis(np.asarray(a, dtype=np.float64), axis, -1)
-    b = np.moveaxis(np.asarray(b, dtype=np.float64), axis, -1)
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     pairable = ~(np.isnan(a) | np.isnan(b))
     a0, b0 = np.where(pairable, a, 0.0), np.where(pairable, b, 0.0)
-    units = pairable.sum(axis=-1)
-    n = 2.0 * units
-    total = (a0 + b0).sum(axis=-1)
-    squares = (a0 * a0 + b0 * b0).sum(axis=-1)
+    return pairable.astype(np.float64), a0 + b0, a0 * a0 + b0 * b0, (a0 - b0) ** 2
+
+
+def alpha_from_sums(units: np.ndarray, total: np.ndarray, squares: np.ndarray,
+                    disagreement: np.ndarray) -> np.ndarray:
+    """Interval α from the sums of :func:`interval_terms` over the units."""
+    n = 2.0 * np.asarray(units, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         spread = squares - total * total / np.where(n > 0, n, 1)
-        disagreement = ((a0 - b0) ** 2).sum(axis=-1)
-        alpha = np.where((units >= 2) & (spread > 0),
-                         1 - (n - 1) * disagreement / (n * np.where(spread > 0, spread, 1)),
-                         np.nan)
-    return float(alpha) if np.ndim(alpha) == 0 else alpha
+        return np.where((n >= 4) & (spread > 1e-12 * np.maximum(squares, 1)),
+                        1 - (n - 1) * disagreement / (n * np.where(spread > 0, spread, 1)),
+                        np.nan)
+
+
+def alpha_interval(a: np.ndarray, b: np.ndarray) -> float:
+    """Interval α of two codings; NaN marks a missing value (that unit is left out).
+
+    NaN when fewer than two units are pairable or every value is the same.
+    """
+    return float(alpha_from_sums(*(t.sum() for t in interval_terms(a, b))))

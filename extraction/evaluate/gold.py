@@ -24,6 +24,8 @@ turns any problem into a :class:`~extraction.errors.ValidationError` listing the
 from __future__ import annotations
 
 import csv
+import math
+import re
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +37,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from extraction.errors import ValidationError
-from extraction.models import Document, Project, Variable
+from extraction.models import Document, Project, Variable, VariableType
 
 __all__ = ["FEEDBACK", "GoldCell", "GoldProblem", "GoldSet", "gold_from_feedback", "load_gold",
            "read_gold_file"]
@@ -185,11 +187,46 @@ def _index(header: Sequence[Any]) -> dict[str, int]:
     return {str(h).strip().lower(): i for i, h in enumerate(header) if h is not None}
 
 
+_PLAIN_NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
+_ISO_DATE = re.compile(r"^\d{4}(?:-(\d{2})(?:-\d{2})?)?$")
+
+
+def _fast(variable: Variable, raw: Any) -> Any:
+    """The canonical value of the commonest spellings, or ``_SLOW`` for the full rules.
+
+    Gold files are mostly plain numbers and ISO dates; these give what
+    :func:`~extraction.review.feedback.normalise_value` gives, without its regex ladder.
+    """
+    if isinstance(raw, str):
+        if variable.type is VariableType.NUMBER and _PLAIN_NUMBER.match(raw):
+            return float(raw)
+        if variable.type is VariableType.DATE and (match := _ISO_DATE.match(raw)):
+            month = match.group(1)
+            if len(raw) == 10:
+                try:
+                    date.fromisoformat(raw)
+                except ValueError:
+                    return _SLOW
+            elif month is not None and not 1 <= int(month) <= 12:
+                return _SLOW
+            return raw
+    elif variable.type is VariableType.NUMBER and isinstance(raw, (int, float)) \
+            and not isinstance(raw, bool) and math.isfinite(raw):
+        return float(raw)
+    return _SLOW
+
+
+_SLOW = object()
+
+
 def _parse(variable: Variable, raw: Any) -> tuple[Any, str | None]:
     from extraction.review.feedback import normalise_value
 
     if raw is None:
         return None, None
+    value = _fast(variable, raw)
+    if value is not _SLOW:
+        return value, None
     try:
         return normalise_value(variable, raw), None
     except ValidationError as exc:
@@ -203,6 +240,9 @@ class _Builder:
         self.gold = gold
         self.variables = variables
         self.seen: dict[tuple[str, str], int | None] = {}
+        # the same spelling of a value parses the same way: categories, booleans and repeated
+        # numbers are parsed once per variable
+        self.parsed: dict[tuple[str, Any], tuple[Any, str | None]] = {}
 
     def problem(self, message: str, row: int | None, column: str | None) -> None:
         self.gold.problems.append(GoldProblem(message, row, column))
@@ -214,7 +254,11 @@ class _Builder:
             self.problem(f"a second gold value for this document and '{variable.name}' "
                          f"(the first is on row {self.seen[key]}, which is kept)", row, column)
             return
-        value, error = _parse(variable, raw)
+        memo = (variable.name, raw)
+        found = self.parsed.get(memo)
+        if found is None:
+            found = self.parsed[memo] = _parse(variable, raw)
+        value, error = found
         if error is not None:
             self.problem(error, row, column)
             return

@@ -142,24 +142,42 @@ def _libraries() -> dict[str, str]:
     return found
 
 
+def _bincount_rows(codes: np.ndarray, size: int) -> np.ndarray:
+    """Per row of ``codes`` (resamples × documents), how often each code 0..size-1 occurs."""
+    codes = np.atleast_2d(codes)
+    offsets = np.arange(codes.shape[0], dtype=np.int64)[:, None] * size
+    flat = np.bincount((codes + offsets).ravel(), minlength=codes.shape[0] * size)
+    return flat.reshape(codes.shape[0], size)
+
+
 def statistics_of(vtype: VariableType, labels: int) -> Any:
     """The bootstrap statistic of a variable: ``[accuracy, P, R, F1, κ, α]`` per resample.
 
-    Data: outcome codes, then gold and extracted nominal codes (CATEGORY, BOOLEAN) or numbers
-    (NUMBER); κ and α are NaN for the other types.
+    Its first data array is one joint code per document, ``(outcome · L + gold label) · L +
+    extracted label`` (L = 1 for types without κ/α), so a resample is one ``bincount``; for
+    NUMBER the :func:`~extraction.evaluate.agreement.interval_terms` follow, which a resample
+    only sums. κ and α are NaN where the type has none.
     """
-    def statistic(outcomes: np.ndarray, a: np.ndarray, b: np.ndarray,
-                  axis: int = -1) -> np.ndarray:
-        out = metrics.scores(outcomes, axis=axis)
+    size = len(Outcome) * labels * labels
+
+    def statistic(joint: np.ndarray, *terms: np.ndarray, axis: int = -1) -> np.ndarray:
+        joint = np.moveaxis(joint, axis, -1)
+        shape = joint.shape[:-1]
+        table = _bincount_rows(joint.reshape(-1, joint.shape[-1]), size)
+        table = table.reshape(-1, len(Outcome), labels, labels)
+        out = metrics.scores_from_counts(table.sum(axis=(2, 3)))
         nan = np.full(out.shape[1:], np.nan)
         if vtype in _NOMINAL:
-            kappa = agreement.kappa_codes(a, b, labels, axis=axis)
-            alpha = agreement.alpha_nominal_codes(a, b, labels, axis=axis)
+            pairs = table.sum(axis=1)
+            kappa = agreement.kappa_from_table(pairs)
+            alpha = agreement.alpha_nominal_from_table(pairs)
         elif vtype is VariableType.NUMBER:
-            kappa, alpha = nan, agreement.alpha_interval(a, b, axis=axis)
+            sums = [np.moveaxis(t, axis, -1).reshape(-1, joint.shape[-1]).sum(axis=-1)
+                    for t in terms]
+            kappa, alpha = nan, agreement.alpha_from_sums(*sums)
         else:
             kappa = alpha = nan
-        return np.concatenate([out, np.stack([kappa, alpha])])
+        return np.concatenate([out, np.stack([kappa, alpha])]).reshape(-1, *shape)
 
     return statistic
 
@@ -188,24 +206,28 @@ def _evaluate_variable(variable: Variable, pairs: list[tuple[Any, ExtractedCell]
     right = np.isin(outcomes, [int(o) for o in RIGHT])
     point = list(metrics.scores(outcomes)) if len(pairs) else [np.nan] * 4
     level: str | None = None
-    labels = 0
+    labels = 1
+    gold_codes = extracted_codes = np.zeros(len(pairs), dtype=np.int64)
+    terms: list[np.ndarray] = []
     if vtype in _NOMINAL:
         level = "nominal"
         gold_labels = [agreement.nominal_label(vtype, g) for g, _ in pairs]
         extracted_labels = [agreement.nominal_label(vtype, c.value, c.failed) for _, c in pairs]
-        a, b, names = agreement.encode(gold_labels, extracted_labels)
-        labels = len(names)
+        gold_codes, extracted_codes, names = agreement.encode(gold_labels, extracted_labels)
+        labels = max(len(names), 1)
         point += [agreement.cohen_kappa(gold_labels, extracted_labels),
                   agreement.alpha_nominal(gold_labels, extracted_labels)]
     elif vtype is VariableType.NUMBER:
         level = "interval"
         a = np.array([agreement.interval_value(g) for g, _ in pairs], dtype=np.float64)
-        b = np.array([agreement.interval_value(c.value, c.failed) for _, c in pairs], dtype=np.float64)
+        b = np.array([agreement.interval_value(c.value, c.failed) for _, c in pairs],
+                     dtype=np.float64)
+        terms = list(agreement.interval_terms(a, b))
         point += [np.nan, agreement.alpha_interval(a, b)]
     else:
-        a = b = np.zeros(len(pairs), dtype=np.int64)
         point += [np.nan, np.nan]
-    low, high = confidence_intervals([outcomes, a, b], statistics_of(vtype, labels), config,
+    joint = (outcomes * labels + gold_codes) * labels + extracted_codes
+    low, high = confidence_intervals([joint, *terms], statistics_of(vtype, labels), config,
                                      outputs=len(STATISTICS))
     versions = Counter(f"v{c.prompt_version}" if c.prompt_version is not None else "?"
                        for _, c in pairs)

@@ -49,21 +49,22 @@ def test_interval_alpha_with_missing_values_matches_the_package() -> None:
 
 def test_vectorised_forms_equal_the_libraries_on_random_codings() -> None:
     rng = np.random.default_rng(11)
-    batch_a, batch_b = [], []
+    tables, codings = [], []
     for _ in range(5):
         a = rng.integers(0, 4, 60)
         b = np.where(rng.random(60) < 0.6, a, rng.integers(0, 4, 60))
-        batch_a.append(a)
-        batch_b.append(b)
-    kappas = agreement.kappa_codes(np.array(batch_a), np.array(batch_b), 4)
-    alphas = agreement.alpha_nominal_codes(np.array(batch_a), np.array(batch_b), 4)
-    for a, b, k, al in zip(batch_a, batch_b, kappas, alphas):
+        codings.append((a, b))
+        tables.append(agreement.contingency(a, b, 4))
+    kappas = agreement.kappa_from_table(np.array(tables))
+    alphas = agreement.alpha_nominal_from_table(np.array(tables))
+    for (a, b), k, al in zip(codings, kappas, alphas):
         assert k == pytest.approx(cohen_kappa_score(a, b))
         assert al == pytest.approx(krippendorff.alpha(
             reliability_data=np.vstack([a, b]).astype(float), level_of_measurement="nominal"))
     x = rng.normal(size=(3, 40))
     y = x + rng.normal(scale=0.3, size=(3, 40))
     x[0, 3] = y[1, 7] = np.nan
-    for xi, yi, al in zip(x, y, agreement.alpha_interval(x, y)):
-        assert al == pytest.approx(krippendorff.alpha(reliability_data=np.vstack([xi, yi]),
-                                                      level_of_measurement="interval"))
+    for xi, yi in zip(x, y):
+        sums = [t.sum() for t in agreement.interval_terms(xi, yi)]
+        assert agreement.alpha_from_sums(*sums) == pytest.approx(krippendorff.alpha(
+            reliability_data=np.vstack([xi, yi]), level_of_measurement="interval"))

@@ -108,3 +108,32 @@ def test_empty_gold_and_nothing_extracted(session: Session, evaluated: Evaluated
     session.commit()
     with pytest.raises(StateError, match="no COMPLETE job"):
         evaluate_project(session, "fresh", empty)
+
+
+def test_the_selection_is_the_one_exports_use(session: Session, evaluated: Evaluated) -> None:
+    """A later job replaces cells it has; failed or not, its row wins; others stay."""
+    import duckdb
+
+    from extraction import codebook
+    from extraction.evaluate.cells import load_extracted
+    from extraction.export.query import load_cells
+    from extraction.models import JobStatus
+    from testing.extraction_factory import Cell, add_job
+
+    project = codebook.get_project(session, evaluated.project)
+    docs = evaluated.documents
+    add_job(session, project, {(docs[0], "phase"): "Phase 3",
+                               (docs[1], "phase"): Cell(None, status="failed")})
+    add_job(session, project, {(docs[2], "phase"): "Phase 2"}, status=JobStatus.FAILED)
+    session.commit()
+    ours = load_extracted(session, project).cells
+    con = duckdb.connect()
+    load_cells(session, con, project)
+    theirs = {(doc, name): (job, status) for doc, name, job, status in con.execute(
+        "SELECT c.document_id, v.variable, c.job_id, c.status FROM cells c "
+        "JOIN variables v USING (var_idx)").fetchall()}
+    con.close()
+    assert {k: (c.job_id, c.status) for k, c in ours.items()} == theirs
+    assert ours[(str(docs[0].id), "phase")].value == "Phase 3"
+    assert ours[(str(docs[1].id), "phase")].failed
+    assert ours[(str(docs[2].id), "phase")].value == "Phase 1"  # the FAILED job never counts
