@@ -107,6 +107,17 @@ class Settings(BaseSettings):
     deployment_sample_run: str = "sample-run/sample-run"
     deployment_full_run: str = "full-run/full-run"
     max_file_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+
+    # Evaluation against gold data (`extractflow evaluate`); the report states these values
+    eval_number_rtol: float = Field(default=1e-6, ge=0, description="NUMBER: relative tolerance "
+                                    "of a match (math.isclose rel_tol).")
+    eval_number_atol: float = Field(default=1e-9, ge=0, description="NUMBER: absolute tolerance.")
+    eval_text_f1: float = Field(default=0.8, gt=0, le=1, description="TEXT: token-F1 at or "
+                                "above which a normalised text matches.")
+    eval_bootstrap_resamples: int = Field(default=1000, ge=100, le=100_000)
+    eval_bootstrap_seed: int = Field(default=12345, description="Seed of the bootstrap "
+                                     "resampling: the same seed gives the same intervals.")
+    eval_calibration_bins: int = Field(default=10, ge=2, le=50)
     parse_concurrency: int = Field(default=4, ge=1)
 
     @field_validator("home", mode="after")

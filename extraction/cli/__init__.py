@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "review": ("extraction.cli.review", "app"),
     "scorecard": ("extraction.cli.scorecard", "scorecard"),
     "export": ("extraction.cli.export", "export_command"),
+    "evaluate": ("extraction.cli.evaluate", "evaluate_command"),
+    "compare": ("extraction.cli.evaluate", "compare_command"),
     "llm": ("extraction.cli.llm", "app"),
     "db": ("extraction.cli.db", "app"),
 }
