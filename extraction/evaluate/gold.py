@@ -166,10 +166,12 @@ class _Documents:
         """``(document id, None)`` or ``(None, why not)``; ``by_id`` None tries both."""
         text = str(ref).strip()
         if by_id is not False:
-            try:
-                found = self.by_id.get(str(uuid.UUID(text)))
-            except ValueError:
-                found = None
+            found = None
+            if len(text) in (32, 36):  # the lengths of a UUID's two spellings
+                try:
+                    found = self.by_id.get(str(uuid.UUID(text)))
+                except ValueError:
+                    found = None
             if found is not None:
                 return found, None
             if by_id:
