@@ -26,13 +26,13 @@ from extraction import codebook
 from extraction.errors import NotFoundError, StateError
 from extraction.models import Document, Extraction, JobStatus, ProcessingJob, Project, Prompt
 
-__all__ = ["BATCH_SIZE", "Extracted", "ExtractedCell", "load_extracted"]
+__all__ = ["BATCH_SIZE", "Extracted", "ExtractedCell", "canonical_id", "load_extracted"]
 
 #: Rows fetched per round trip.
 BATCH_SIZE = 5000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ExtractedCell:
     """One stored extraction, as evaluation needs it."""
 
@@ -81,7 +81,7 @@ def _selected(project: Project, variable_ids: list[uuid.UUID],
     return select(ranked.c.id).where(ranked.c.rank == 1)
 
 
-def _canonical(text: str) -> str:
+def canonical_id(text: str) -> str:
     """An id in canonical form: SQLite gives 32 hex digits, PostgreSQL the canonical text.
 
     Sliced rather than parsed: ``uuid.UUID`` per cell was a tenth of an evaluation's time.
@@ -144,9 +144,9 @@ def load_extracted(session: Session, project: Project, *,
     try:
         for partition in result.partitions():
             for doc, var, raw, status, confidence, version, model, job, filename in partition:
-                job = jobs.get(job) or jobs.setdefault(job, _canonical(job))
+                job = jobs.get(job) or jobs.setdefault(job, canonical_id(job))
                 used[job] = used.get(job, 0) + 1
-                cells[(_canonical(doc), names[var])] = ExtractedCell(
+                cells[(canonical_id(doc), names[var])] = ExtractedCell(
                     None if raw is None else loads(raw), status, confidence, version, model,
                     job, filename)
     finally:

@@ -353,11 +353,13 @@ def evaluate_project(
         by_variable[cell.variable].append((cell.document_id, cell.value))
     document_index: dict[str, int] = {}
     matched = []
+    cells = extracted.cells
     for var in variables:
-        golds = by_variable.get(var.name, [])
+        name = var.name
+        golds = by_variable.get(name, [])
         pairs, documents = [], []
         for document_id, value in golds:
-            found = extracted.cells.get((document_id, var.name))
+            found = cells.get((document_id, name))
             if found is not None:
                 pairs.append((value, found))
                 documents.append(document_index.setdefault(document_id, len(document_index)))
