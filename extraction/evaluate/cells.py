@@ -139,16 +139,24 @@ def load_extracted(session: Session, project: Project, *,
     cells: dict[tuple[str, str], ExtractedCell] = {}
     used: dict[str, int] = {}
     loads = json.loads
-    jobs: dict[str, str] = {}
+    # One string object per distinct id, status, model and file name instead of one per
+    # row: a document's eight cells share them, which keeps memory per cell small.
+    shared: dict[str, str] = {}
+    documents: dict[str, str] = {}
     result = session.connection().execute(statement.execution_options(yield_per=BATCH_SIZE))
     try:
         for partition in result.partitions():
             for doc, var, raw, status, confidence, version, model, job, filename in partition:
-                job = jobs.get(job) or jobs.setdefault(job, canonical_id(job))
+                job = shared.get(job) or shared.setdefault(job, canonical_id(job))
                 used[job] = used.get(job, 0) + 1
-                cells[(canonical_id(doc), names[var])] = ExtractedCell(
-                    None if raw is None else loads(raw), status, confidence, version, model,
-                    job, filename)
+                document = documents.get(doc)
+                if document is None:
+                    document = documents[doc] = canonical_id(doc)
+                cells[(document, names[var])] = ExtractedCell(
+                    None if raw is None else loads(raw), shared.setdefault(status, status),
+                    confidence, version,
+                    model if model is None else shared.setdefault(model, model), job,
+                    shared.setdefault(filename, filename))
     finally:
         result.close()
     if not cells:
