@@ -103,7 +103,7 @@ def run_one(url: str, gold: str, out_dir: str) -> dict[str, Any]:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot  # noqa: F401
+    import matplotlib.pyplot
     import scipy.stats  # noqa: F401
     import sklearn.metrics  # noqa: F401
     from sqlalchemy import text

@@ -9,15 +9,17 @@ by kind) so the task is not trivial; a few leave a variable unstated, where the 
 
 from __future__ import annotations
 
+import csv
 import json
 import random
-from dataclasses import asdict, dataclass
+import sys
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import docx
 import pymupdf
 
-__all__ = ["TrialRecord", "RECORDS", "write_corpus", "truth_by_filename"]
+__all__ = ["TrialRecord", "RECORDS", "write_corpus", "truth_by_filename", "write_gold_csv"]
 
 _MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August",
            "September", "October", "November", "December"]
@@ -160,3 +162,36 @@ def truth_by_filename() -> dict[str, dict[str, object]]:
     """The true value of each variable, keyed by file name then variable name."""
     return {r.filename: {k: v for k, v in asdict(r).items() if k != "filename"}
             for r in RECORDS}
+
+
+def _gold_cell(value: object) -> str:
+    if value is None:
+        return ""  # an empty gold cell: the report does not state it
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def write_gold_csv(path: Path) -> Path:
+    """The known answers as a wide gold file for ``extractflow evaluate --gold``.
+
+    One row per report (``filename``), one column per codebook variable; an empty cell means
+    the report does not state the variable.
+    """
+    names = [f.name for f in fields(TrialRecord)]
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(names)
+        for record in RECORDS:
+            writer.writerow([_gold_cell(getattr(record, name)) for name in names])
+    return path
+
+
+if __name__ == "__main__":
+    # python -m examples.clinical_trials_corpus gold [PATH]: (re)write the gold file
+    if len(sys.argv) >= 2 and sys.argv[1] == "gold":
+        target = Path(sys.argv[2]) if len(sys.argv) > 2 else \
+            Path(__file__).with_name("clinical_trials.gold.csv")
+        print(f"Wrote {write_gold_csv(target)}")
+    else:
+        raise SystemExit("usage: python -m examples.clinical_trials_corpus gold [PATH]")

@@ -23,12 +23,23 @@ def _ci(stat: dict[str, Any]) -> str:
     if stat["value"] is None:
         return "–"
     if stat["low"] is None:
-        return f"{stat['value']:.3f}"
-    return f"{stat['value']:.3f} [{stat['low']:.2f}, {stat['high']:.2f}]"
+        return f"{stat['value']:.2f}"
+    return f"{stat['value']:.2f} ({stat['low']:.2f}–{stat['high']:.2f})"
 
 
 def _num(value: float | None) -> str:
-    return "–" if value is None else f"{value:.3f}"
+    return "–" if value is None else f"{value:.2f}"
+
+
+def _table(title: str, *columns: str) -> Any:
+    """A compact table: numbers never wrap (the report has the full precision)."""
+    from rich import box
+    from rich.table import Table
+
+    t = Table(title=title, box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
+    for i, column in enumerate(columns):
+        t.add_column(column, no_wrap=i > 0, overflow="fold")
+    return t
 
 
 def _print_evaluation(data: dict[str, Any]) -> None:
@@ -42,18 +53,18 @@ def _print_evaluation(data: dict[str, Any]) -> None:
     if len(problems) > SHOWN_PROBLEMS:
         err_console.print(f"warning: … and {len(problems) - SHOWN_PROBLEMS} more gold "
                           "problem(s) (--json lists them all)", markup=False)
-    t = table("variable", "type", "cells", "accuracy [95% CI]", "precision", "recall", "F1",
-              "wrong", "omitted", "halluc.", "κ", "α",
-              title=f"{data['project']}: {data['cells']} cells in {data['documents']} documents "
-                    f"against {Path(data['gold']['source']).name}")
+    t = _table(f"{data['project']}: {data['cells']} cells in {data['documents']} documents "
+               f"against {Path(data['gold']['source']).name}",
+               "variable", "cells", "accuracy (95% CI)", "P", "R", "F1", "wrong", "omit",
+               "halluc", "κ", "α")
     for v in data["variables"]:
-        t.add_row(v["variable"], v["type"], str(v["cells"]), _ci(v["accuracy"]),
+        t.add_row(v["variable"], str(v["cells"]), _ci(v["accuracy"]),
                   _num(v["precision"]["value"]), _num(v["recall"]["value"]),
                   _num(v["f1"]["value"]), str(v["wrong"]), str(v["omission"]),
                   str(v["hallucination"]), _num(v["kappa"]["value"]),
                   _num(v["alpha"]["value"]))
     o = data["overall"]
-    t.add_row("all", "", str(o["cells"]), _ci(o["accuracy"]), _num(o["precision"]["value"]),
+    t.add_row("all", str(o["cells"]), _ci(o["accuracy"]), _num(o["precision"]["value"]),
               _num(o["recall"]["value"]), _num(o["f1"]["value"]), str(o["wrong"]),
               str(o["omission"]), str(o["hallucination"]), "", "")
     console.print(t)
@@ -119,8 +130,8 @@ def compare_command(
     if json_out:
         emit_json(data)
         return
-    t = table("variable", "type", "cells", "agree", "agreement", "κ", "α",
-              title=f"{data['project']}: job {data['job_a'][:8]} vs {data['job_b'][:8]}")
+    t = _table(f"{data['project']}: job {data['job_a'][:8]} vs {data['job_b'][:8]}",
+               "variable", "type", "cells", "agree", "agreement", "κ", "α")
     for v in data["variables"]:
         t.add_row(v["variable"], v["type"], str(v["cells"]), str(v["agree"]),
                   "–" if v["agreement"] is None else f"{v['agreement']:.1%}",

@@ -33,7 +33,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import String, cast, select
 from sqlalchemy.orm import Session
 
 from extraction.errors import ValidationError
@@ -49,7 +49,7 @@ _NAME_COLUMNS = ("filename", "file", "document")
 _LONG_COLUMNS = ("variable", "value")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GoldCell:
     """The right value of one cell; ``row``/``column`` say where it came from."""
 
@@ -155,10 +155,13 @@ class _Documents:
     def __init__(self, session: Session, project: Project) -> None:
         self.by_id: dict[str, str] = {}
         self.by_name: dict[str, list[str]] = {}
-        rows = session.execute(select(Document.id, Document.filename)
+        from extraction.evaluate.cells import canonical_id
+
+        # ids as text, canonicalised by slicing: a UUID object per document costs more
+        rows = session.execute(select(cast(Document.id, String), Document.filename)
                                .where(Document.project_id == project.id))
         for doc_id, filename in rows:
-            key = str(doc_id)
+            key = canonical_id(doc_id)
             self.by_id[key] = key
             self.by_name.setdefault(filename, []).append(key)
 
@@ -166,10 +169,12 @@ class _Documents:
         """``(document id, None)`` or ``(None, why not)``; ``by_id`` None tries both."""
         text = str(ref).strip()
         if by_id is not False:
-            try:
-                found = self.by_id.get(str(uuid.UUID(text)))
-            except ValueError:
-                found = None
+            found = None
+            if len(text) in (32, 36):  # the lengths of a UUID's two spellings
+                try:
+                    found = self.by_id.get(str(uuid.UUID(text)))
+                except ValueError:
+                    found = None
             if found is not None:
                 return found, None
             if by_id:

@@ -86,7 +86,10 @@ def normalise_text(value: Any) -> str:
 
 def token_f1(gold: Any, extracted: Any) -> float:
     """Bag-of-tokens F1 of the two normalised texts (1.0 for two empty texts)."""
-    g, e = normalise_text(gold).split(), normalise_text(extracted).split()
+    return _f1(normalise_text(gold).split(), normalise_text(extracted).split())
+
+
+def _f1(g: list[str], e: list[str]) -> float:
     if not g or not e:
         return float(g == e)
     overlap = sum((Counter(g) & Counter(e)).values())
@@ -141,9 +144,11 @@ def values_match(vtype: VariableType, gold: Any, extracted: Any, rules: MatchRul
         return category_key(gold) == category_key(extracted), None
     if vtype is VariableType.BOOLEAN:
         return gold is extracted or gold == extracted, None
-    f1 = token_f1(gold, extracted)
-    same = normalise_text(gold) == normalise_text(extracted)
-    return same or f1 >= rules.text_f1_threshold, f1
+    g, e = normalise_text(gold), normalise_text(extracted)
+    if g == e:
+        return True, 1.0
+    f1 = _f1(g.split(), e.split())
+    return f1 >= rules.text_f1_threshold, f1
 
 
 def _absent(value: Any) -> bool:

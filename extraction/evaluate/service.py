@@ -38,7 +38,7 @@ from extraction.evaluate.gold import FEEDBACK, GoldSet, gold_from_feedback, load
 from extraction.evaluate.matching import RIGHT, MatchRules, Outcome, classify
 from extraction.models import ProcessingJob, Project, Variable, VariableType
 
-__all__ = ["Evaluation", "Interval", "VariableResult", "evaluate_project", "statistics_of"]
+__all__ = ["Evaluation", "Interval", "VariableResult", "bootstrap_statistic", "evaluate_project"]
 
 #: The statistics of a variable, in the order the bootstrap returns them.
 STATISTICS = (*metrics.SCORES, "kappa", "alpha")
@@ -133,51 +133,85 @@ class Evaluation:
 
 
 def _libraries() -> dict[str, str]:
+    """Versions of the statistics libraries, from the modules the evaluation imported."""
+    import sys
+
     found = {}
-    for name in ("scikit-learn", "scipy", "krippendorff", "numpy", "matplotlib"):
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
+    for name, module in (("scikit-learn", "sklearn"), ("scipy", "scipy"), ("numpy", "numpy"),
+                         ("krippendorff", "krippendorff")):
+        version = getattr(sys.modules.get(module), "__version__", None)
+        if version is None and module in sys.modules:
+            try:  # krippendorff has no __version__ (a metadata look-up scans sys.path)
+                version = importlib.metadata.version(name)
+            except importlib.metadata.PackageNotFoundError:
+                version = None
+        if version:
+            found[name] = version
     return found
 
 
 def _bincount_rows(codes: np.ndarray, size: int) -> np.ndarray:
     """Per row of ``codes`` (resamples × documents), how often each code 0..size-1 occurs."""
-    codes = np.atleast_2d(codes)
     offsets = np.arange(codes.shape[0], dtype=np.int64)[:, None] * size
     flat = np.bincount((codes + offsets).ravel(), minlength=codes.shape[0] * size)
     return flat.reshape(codes.shape[0], size)
 
 
-def statistics_of(vtype: VariableType, labels: int) -> Any:
-    """The bootstrap statistic of a variable: ``[accuracy, P, R, F1, κ, α]`` per resample.
+@dataclass
+class _Layout:
+    """A variable's cells laid out by document, for the bootstrap.
 
-    Its first data array is one joint code per document, ``(outcome · L + gold label) · L +
-    extracted label`` (L = 1 for types without κ/α), so a resample is one ``bincount``; for
-    NUMBER the :func:`~extraction.evaluate.agreement.interval_terms` follow, which a resample
-    only sums. κ and α are NaN where the type has none.
+    ``joint[d]`` is ``(outcome · L + gold label) · L + extracted label`` for document d (L = 1
+    for types without κ/α), or ``size`` when the document has no cell of this variable; so a
+    resample's counts are one ``bincount``. ``terms`` (NUMBER) are the per-document
+    :func:`~extraction.evaluate.agreement.interval_terms`, which a resample only sums.
     """
-    size = len(Outcome) * labels * labels
 
-    def statistic(joint: np.ndarray, *terms: np.ndarray, axis: int = -1) -> np.ndarray:
-        joint = np.moveaxis(joint, axis, -1)
-        shape = joint.shape[:-1]
-        table = _bincount_rows(joint.reshape(-1, joint.shape[-1]), size)
-        table = table.reshape(-1, len(Outcome), labels, labels)
-        out = metrics.scores_from_counts(table.sum(axis=(2, 3)))
+    type: VariableType
+    labels: int
+    joint: np.ndarray
+    terms: list[np.ndarray]
+
+    @property
+    def size(self) -> int:
+        return len(Outcome) * self.labels * self.labels
+
+    def statistic(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``([accuracy, P, R, F1, κ, α] × resamples, outcome counts resamples × 6)``."""
+        table = _bincount_rows(self.joint[index], self.size + 1)[:, :self.size]
+        table = table.reshape(-1, len(Outcome), self.labels, self.labels)
+        per_outcome = table.sum(axis=(2, 3))
+        out = metrics.scores_from_counts(per_outcome)
         nan = np.full(out.shape[1:], np.nan)
-        if vtype in _NOMINAL:
+        if self.type in _NOMINAL:
             pairs = table.sum(axis=1)
             kappa = agreement.kappa_from_table(pairs)
             alpha = agreement.alpha_nominal_from_table(pairs)
-        elif vtype is VariableType.NUMBER:
-            sums = [np.moveaxis(t, axis, -1).reshape(-1, joint.shape[-1]).sum(axis=-1)
-                    for t in terms]
-            kappa, alpha = nan, agreement.alpha_from_sums(*sums)
+        elif self.type is VariableType.NUMBER:
+            kappa = nan
+            alpha = agreement.alpha_from_sums(*(t[index].sum(axis=-1) for t in self.terms))
         else:
             kappa = alpha = nan
-        return np.concatenate([out, np.stack([kappa, alpha])]).reshape(-1, *shape)
+        return np.concatenate([out, np.stack([kappa, alpha])]), per_outcome
+
+
+def bootstrap_statistic(layouts: list[_Layout]) -> Any:
+    """The one bootstrap statistic: every variable's six values, then the overall four.
+
+    SciPy resamples document indices; every figure comes from the same resamples, so a
+    document drawn twice counts twice in every variable and in the overall scores alike.
+    """
+    def statistic(index: np.ndarray, axis: int = -1) -> np.ndarray:
+        index = np.moveaxis(index, axis, -1)
+        shape = index.shape[:-1]
+        index = index.reshape(-1, index.shape[-1])
+        parts, total = [], np.zeros((index.shape[0], len(Outcome)), dtype=np.int64)
+        for layout in layouts:
+            values, per_outcome = layout.statistic(index)
+            parts.append(values)
+            total += per_outcome
+        parts.append(metrics.scores_from_counts(total))
+        return np.concatenate(parts).reshape(-1, *shape)
 
     return statistic
 
@@ -188,11 +222,26 @@ def _intervals(names: tuple[str, ...], point: list[float], low: np.ndarray,
             for name, p, lo, hi in zip(names, point, low, high)}
 
 
-def _evaluate_variable(variable: Variable, pairs: list[tuple[Any, ExtractedCell]],
-                       gold_cells: int, rules: MatchRules,
-                       config: BootstrapConfig, bins: int,
-                       ) -> tuple[VariableResult, np.ndarray, np.ndarray, np.ndarray]:
-    """The result of one variable, and its cells' confidences, right flags and outcomes."""
+@dataclass
+class _Scored:
+    """One variable's cells, classified, with its point estimates."""
+
+    variable: Variable
+    gold_cells: int
+    outcomes: np.ndarray
+    confidence: np.ndarray
+    right: np.ndarray
+    point: list[float]
+    layout: _Layout
+    level: str | None
+    f1s: list[float]
+    versions: Counter[str]
+
+
+def _score_variable(variable: Variable, pairs: list[tuple[Any, ExtractedCell]],
+                    documents: list[int], gold_cells: int, rules: MatchRules,
+                    n_documents: int) -> _Scored:
+    """Classify one variable's cells and compute its point estimates (the libraries')."""
     vtype = variable.type
     outcomes = np.empty(len(pairs), dtype=np.int64)
     f1s: list[float] = []
@@ -204,10 +253,11 @@ def _evaluate_variable(variable: Variable, pairs: list[tuple[Any, ExtractedCell]
     confidence = np.array([np.nan if c.confidence is None else c.confidence for _, c in pairs],
                           dtype=np.float64)
     right = np.isin(outcomes, [int(o) for o in RIGHT])
-    point = list(metrics.scores(outcomes)) if len(pairs) else [np.nan] * 4
+    point = list(metrics.scores(outcomes))
     level: str | None = None
     labels = 1
     gold_codes = extracted_codes = np.zeros(len(pairs), dtype=np.int64)
+    where = np.asarray(documents, dtype=np.int64)
     terms: list[np.ndarray] = []
     if vtype in _NOMINAL:
         level = "nominal"
@@ -222,40 +272,33 @@ def _evaluate_variable(variable: Variable, pairs: list[tuple[Any, ExtractedCell]
         a = np.array([agreement.interval_value(g) for g, _ in pairs], dtype=np.float64)
         b = np.array([agreement.interval_value(c.value, c.failed) for _, c in pairs],
                      dtype=np.float64)
-        terms = list(agreement.interval_terms(a, b))
+        for term in agreement.interval_terms(a, b):
+            full = np.zeros(n_documents, dtype=np.float64)
+            full[where] = term
+            terms.append(full)
         point += [np.nan, agreement.alpha_interval(a, b)]
     else:
         point += [np.nan, np.nan]
-    joint = (outcomes * labels + gold_codes) * labels + extracted_codes
-    low, high = confidence_intervals([joint, *terms], statistics_of(vtype, labels), config,
-                                     outputs=len(STATISTICS))
+    layout = _Layout(vtype, labels, np.empty(0, dtype=np.int64), terms)
+    layout.joint = np.full(n_documents, layout.size, dtype=np.int64)
+    layout.joint[where] = (outcomes * labels + gold_codes) * labels + extracted_codes
     versions = Counter(f"v{c.prompt_version}" if c.prompt_version is not None else "?"
                        for _, c in pairs)
-    result = VariableResult(
-        name=variable.name, type=vtype, gold_cells=gold_cells,
-        not_extracted=gold_cells - len(pairs), counts=metrics.counts(outcomes),
-        stats=_intervals(STATISTICS, point, low, high), alpha_level=level,
-        mean_token_f1=float(np.mean(f1s)) if f1s else None,
-        calibration=calibration(confidence, right, bins), prompt_versions=dict(versions),
+    return _Scored(variable, gold_cells, outcomes, confidence, right, point, layout, level,
+                   f1s, versions)
+
+
+def _result(scored: _Scored, low: np.ndarray, high: np.ndarray, bins: int) -> VariableResult:
+    v = scored.variable
+    return VariableResult(
+        name=v.name, type=v.type, gold_cells=scored.gold_cells,
+        not_extracted=scored.gold_cells - len(scored.outcomes),
+        counts=metrics.counts(scored.outcomes),
+        stats=_intervals(STATISTICS, scored.point, low, high), alpha_level=scored.level,
+        mean_token_f1=float(np.mean(scored.f1s)) if scored.f1s else None,
+        calibration=calibration(scored.confidence, scored.right, bins),
+        prompt_versions=dict(scored.versions),
     )
-    return result, confidence, right, outcomes
-
-
-def _overall(per_document: dict[str, np.ndarray], config: BootstrapConfig,
-             ) -> tuple[metrics.Counts, dict[str, Interval]]:
-    """Pooled scores over every cell; the bootstrap resamples documents with all their cells."""
-    table = np.array(list(per_document.values()), dtype=np.int64).reshape(-1, len(Outcome))
-    total = table.sum(axis=0)
-    point = list(metrics.scores_from_counts(total))
-
-    def statistic(*columns: np.ndarray, axis: int = -1) -> np.ndarray:
-        sums = np.stack([np.moveaxis(c, axis, -1).sum(axis=-1) for c in columns], axis=-1)
-        return metrics.scores_from_counts(sums)
-
-    low, high = confidence_intervals([table[:, k] for k in range(len(Outcome))], statistic,
-                                     config, outputs=len(metrics.SCORES))
-    counts = metrics.Counts(int(total.sum()), *(int(x) for x in total))
-    return counts, _intervals(metrics.SCORES, point, low, high)
 
 
 def evaluate_project(
@@ -308,43 +351,42 @@ def evaluate_project(
     by_variable: dict[str, list[tuple[str, Any]]] = defaultdict(list)
     for cell in gold_set.cells:
         by_variable[cell.variable].append((cell.document_id, cell.value))
-    results: list[VariableResult] = []
-    per_document: dict[str, np.ndarray] = {}
-    all_conf, all_right = [], []
+    document_index: dict[str, int] = {}
+    matched = []
+    cells = extracted.cells
     for var in variables:
-        golds = by_variable.get(var.name, [])
+        name = var.name
+        golds = by_variable.get(name, [])
         pairs, documents = [], []
         for document_id, value in golds:
-            found = extracted.cells.get((document_id, var.name))
+            found = cells.get((document_id, name))
             if found is not None:
                 pairs.append((value, found))
-                documents.append(document_id)
-        result, confidence, right, outcomes = _evaluate_variable(
-            var, pairs, len(golds), rules, config, bins)
-        results.append(result)
-        all_conf.append(confidence)
-        all_right.append(right)
-        for document_id, outcome in zip(documents, outcomes):
-            row = per_document.get(document_id)
-            if row is None:
-                row = per_document[document_id] = np.zeros(len(Outcome), dtype=np.int64)
-            row[outcome] += 1
-    overall_counts, overall = _overall(per_document, config)
-    confidence = np.concatenate(all_conf) if all_conf else np.empty(0)
-    right = np.concatenate(all_right) if all_right else np.empty(0, dtype=bool)
-    jobs = _with_job_details(session, extracted.jobs)
+                documents.append(document_index.setdefault(document_id, len(document_index)))
+        matched.append((var, pairs, documents, len(golds)))
+    n_documents = len(document_index)
+    scored = [_score_variable(var, pairs, documents, gold_cells, rules, n_documents)
+              for var, pairs, documents, gold_cells in matched]
+    total = np.zeros(len(Outcome), dtype=np.int64)
+    for item in scored:
+        total += np.bincount(item.outcomes, minlength=len(Outcome))
+    width = len(STATISTICS)
+    low, high = confidence_intervals(
+        [np.arange(n_documents, dtype=np.int64)], bootstrap_statistic([s.layout for s in scored]),
+        config, outputs=width * len(scored) + len(metrics.SCORES))
+    results = [_result(item, low[i * width:(i + 1) * width], high[i * width:(i + 1) * width],
+                       bins) for i, item in enumerate(scored)]
+    tail = slice(width * len(scored), None)
+    overall = _intervals(metrics.SCORES, list(metrics.scores_from_counts(total)), low[tail],
+                         high[tail])
+    confidence = np.concatenate([s.confidence for s in scored]) if scored else np.empty(0)
+    right = np.concatenate([s.right for s in scored]) if scored else np.empty(0, dtype=bool)
     return Evaluation(
         project=proj.name, project_id=str(proj.id), schema_version=proj.schema_version,
-        gold=gold_set, job_id=str(job_row.id) if job_row else None, jobs=jobs, rules=rules,
-        bootstrap=config, variables=results, overall_counts=overall_counts, overall=overall,
-        calibration=calibration(confidence, right, bins), budget=review_budget(confidence, right),
-        documents=len(per_document), libraries=_libraries(),
+        gold=gold_set, job_id=str(job_row.id) if job_row else None, jobs=extracted.jobs,
+        rules=rules, bootstrap=config, variables=results,
+        overall_counts=metrics.Counts(int(total.sum()), *(int(x) for x in total)),
+        overall=overall, calibration=calibration(confidence, right, bins),
+        budget=review_budget(confidence, right), documents=n_documents,
+        libraries=_libraries(),
     )
-
-
-def _with_job_details(session: Session, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The export's job summaries plus the extraction mode of each job."""
-    for summary in jobs:
-        row = session.get(ProcessingJob, uuid.UUID(summary["job_id"]))
-        summary["mode"] = row.mode if row is not None else None
-    return jobs

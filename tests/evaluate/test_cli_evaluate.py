@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from sqlalchemy.orm import Session
 
-from extraction import codebook
+from extraction import codebook, db
 from testing.extraction_factory import Cell, add_job
+from testing.fake_llm_server import FakeLLMServer
+from testing.run_factory import add_trial_documents, make_project, point_at_fake_llm
 from tests.cli_helpers import run_cli
 from tests.evaluate.conftest import Evaluated
 
@@ -73,3 +77,33 @@ def test_compare_two_jobs(session: Session, evaluated: Evaluated) -> None:
     assert human.exit_code == 0 and "1 of 2 differing cells" in human.stdout
     same = run_cli("compare", evaluated.job_id, evaluated.job_id)
     assert same.exit_code == 4 and "two different jobs" in same.stderr
+
+
+@pytest.fixture
+def llm(prefect_harness: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLLMServer]:
+    with FakeLLMServer(model="fake-model") as server:
+        point_at_fake_llm(monkeypatch, server.base_url)
+        yield server
+
+
+def test_evaluate_a_run_through_the_fake_llm(db_url: str, llm: FakeLLMServer,
+                                             tmp_path: Path) -> None:
+    """A real run (Prefect, HTTP, the openai SDK) and then its evaluation from the CLI."""
+    with db.session_scope(db_url) as s:
+        add_trial_documents(s, make_project(s), 4)
+    run = run_cli("run", "full", "trials", "--json")
+    assert run.exit_code == 0, run.stderr
+    gold = tmp_path / "gold.csv"
+    gold.write_text("filename,phase,randomised\n" + "".join(
+        f"trial{i:04d}.txt,Phase {i % 3 + 1},yes\n" for i in range(4)), encoding="utf-8")
+    result = run_cli("evaluate", "trials", "--gold", str(gold), "--json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    assert data["cells"] == 8 and data["documents"] == 4
+    by_name = {v["variable"]: v for v in data["variables"]}
+    assert by_name["phase"]["accuracy"]["value"] == 1.0  # "It is a Phase N study."
+    assert by_name["randomised"]["correct"] == 4  # "Participants were randomised: yes."
+    assert by_name["sponsor"]["gold_cells"] == 0
+    (job,) = data["jobs"]
+    assert job["job_id"] == run.json()["id"] and job["model"] == "fake-model"
+    assert job["mode"] == "per_document" and job["tokens_in"] > 0
