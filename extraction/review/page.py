@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from jinja2 import Environment, PackageLoader
 from markupsafe import Markup
-from sqlalchemy import or_, select
+from sqlalchemy import LargeBinary, cast, or_, select
 from sqlalchemy.orm import Session
 
 from extraction.errors import ValidationError
@@ -129,7 +129,19 @@ def _shown(status: ExtractionStatus, value: Any, error: str | None) -> str:
     return format_value(value)
 
 
-def _documents(session: Session, job: ProcessingJob, with_cells: set[uuid.UUID]) -> list[Any]:
+@dataclass(frozen=True)
+class _DocRow:
+    id: uuid.UUID
+    filename: str
+    text: str | None
+    page_offsets: list[Any] | None
+    page_count: int | None
+    parse_status: Any
+    parse_error: str | None
+
+
+def _documents(session: Session, job: ProcessingJob,
+               with_cells: set[uuid.UUID]) -> list[_DocRow]:
     """The job's documents: those it extracted from, plus those it was planned on."""
     planned: set[uuid.UUID] = set()
     for ref in job.document_ids or ():
@@ -138,12 +150,22 @@ def _documents(session: Session, job: ProcessingJob, with_cells: set[uuid.UUID])
         except ValueError:
             continue
     ids = list(with_cells | planned)
+    # SQLite keeps whatever bytes another tool wrote into a TEXT column, and the driver
+    # refuses to decode a non-UTF-8 one (the whole query fails), so the text is read as
+    # bytes there and decoded leniently. PostgreSQL only stores valid UTF-8.
+    raw = session.get_bind().dialect.name == "sqlite"
+    text_column = cast(Document.text, LargeBinary).label("text") if raw else Document.text
     rows: list[Any] = []
-    columns = (Document.id, Document.filename, Document.text, Document.page_offsets,
+    columns = (Document.id, Document.filename, text_column, Document.page_offsets,
                Document.page_count, Document.parse_status, Document.parse_error)
     for start in range(0, len(ids), _ID_BATCH):  # bounded IN lists (SQLite caps parameters)
-        rows.extend(session.execute(
-            select(*columns).where(Document.id.in_(ids[start:start + _ID_BATCH]))))
+        for row in session.execute(
+                select(*columns).where(Document.id.in_(ids[start:start + _ID_BATCH]))):
+            text = row.text
+            if isinstance(text, (bytes, memoryview)):
+                text = bytes(text).decode("utf-8", errors="replace")
+            rows.append(_DocRow(row.id, row.filename, text, row.page_offsets, row.page_count,
+                                row.parse_status, row.parse_error))
     rows.sort(key=lambda r: (r.filename, str(r.id)))
     return rows
 
