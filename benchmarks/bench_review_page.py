@@ -33,7 +33,6 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import insert
 
@@ -58,9 +57,10 @@ CHROMIUM = "/usr/bin/chromium"
 TARGET_S = 3.0
 TYPES = [VariableType.TEXT, VariableType.CATEGORY, VariableType.NUMBER, VariableType.DATE,
          VariableType.BOOLEAN]
-WORDS = ("trial patients randomised placebo dose cohort endpoint sponsor enrolled phase "
-         "protocol adverse events baseline follow-up safety efficacy interim analysis site "
-         "investigator <b>bold</b> & <script>alert(1)</script>").split()
+WORDS = ["trial", "patients", "randomised", "placebo", "dose", "cohort", "endpoint", "sponsor",
+         "enrolled", "phase", "protocol", "adverse", "events", "baseline", "follow-up",
+         "safety", "efficacy", "interim", "analysis", "site", "investigator", "<b>bold</b>",
+         "&", "<script>alert(1)</script>"]
 
 
 def _text(rng: random.Random, kb: int, pages: int) -> tuple[str, list[int]]:

@@ -51,8 +51,14 @@ from extraction.review.spans import clean_text, segment
 from extraction.review.verdict_files import FORMAT as VERDICT_FORMAT
 from extraction.review.verdict_files import SOURCE as VERDICT_SOURCE
 
-__all__ = ["DEFAULT_LOW_CONFIDENCE", "PageSummary", "SORTS", "build_page_data",
-           "render_review_page", "write_review_page"]
+__all__ = [
+    "DEFAULT_LOW_CONFIDENCE",
+    "SORTS",
+    "PageSummary",
+    "build_page_data",
+    "render_review_page",
+    "write_review_page",
+]
 
 #: Values below this confidence count as "low" when no ``min_confidence`` is given.
 DEFAULT_LOW_CONFIDENCE = 0.5
@@ -273,7 +279,7 @@ def _json_block(value: Any) -> Markup:
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     text = (text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
             .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
-    return Markup(text)  # noqa: S704 - escaped above for the script-data context
+    return Markup(text)  # escaped above for the script-data context
 
 
 def _environment() -> Environment:
@@ -300,8 +306,8 @@ def _html(data: dict[str, Any], texts: list[list[Any]]) -> str:
     job_info = data["job"]
     return env.get_template("review.html.j2").render(
         title=f"Review · {job_info['project']} · {job_info['kind']} job {job_info['id'][:8]}",
-        style=Markup(style),  # noqa: S704 - our own file, checked by _asset
-        script=Markup(script),  # noqa: S704 - our own file, checked by _asset
+        style=Markup(style),  # our own file, checked by _asset
+        script=Markup(script),  # our own file, checked by _asset
         script_hash=_csp_hash(script),
         data=_json_block(data),
         texts=[_json_block(pieces) for pieces in texts],

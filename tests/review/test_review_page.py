@@ -29,10 +29,10 @@ EVIL = '<script>alert(1)</script><img src=x onerror="alert(2)"> & </script><!--'
 def _blocks(html: str) -> tuple[dict[str, Any], list[list[Any]]]:
     """The page's data block and document blocks, parsed like the page's script does."""
     data = re.search(r'<script type="application/json" id="review-data">(.*?)</script>',
-                     html, re.S)
+                     html, re.DOTALL)
     assert data is not None
     texts = re.findall(r'<script type="application/json" class="doc-text" id="doc-\d+">'
-                       r"(.*?)</script>", html, re.S)
+                       r"(.*?)</script>", html, re.DOTALL)
     return json.loads(data.group(1)), [json.loads(t) for t in texts]
 
 
@@ -174,3 +174,13 @@ def test_cli_writes_the_page_and_says_where(db_url: str, tmp_path: Path) -> None
     assert as_json["values"] == 15 and as_json["documents"] == 3
     bad = run_cli("review", "html", job_id, "-o", str(target), "--variable", "nope", "--json")
     assert bad.exit_code != 0 and bad.json()["error"]["field"] == "variable"
+
+
+def test_the_run_summary_artifact_names_the_command_that_writes_the_page(
+    session: Session,
+) -> None:
+    from extraction.run.summary import summary_markdown
+
+    s = make_sample(session)
+    assert f"`extractflow review html {s.job.id} -o review-{str(s.job.id)[:8]}.html`" in \
+        summary_markdown(s.job)

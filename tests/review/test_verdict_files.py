@@ -127,7 +127,7 @@ def test_a_file_that_is_not_a_page_export_is_refused_whole(session: Session,
         "other.json": json.dumps({"verdicts": []}),
         "shape.json": json.dumps({"format": FORMAT, "verdicts": {}}),
         "headers.csv": "id,verdict\n1,yes\n",
-        "latin1.csv": "extraction_id,correct\n".encode() + b"caf\xe9,yes\n",
+        "latin1.csv": b"extraction_id,correct\n" + b"caf\xe9,yes\n",
     }
     for name, content in cases.items():
         path = tmp_path / name
