@@ -267,6 +267,13 @@
       comment.value = mine.comment || "";
       comment.addEventListener("change", function () { setVerdict(i, { comment: comment.value }); });
       fix.appendChild(el("label", null, "corrected value", input));
+      if (v.value === null && v.status !== "failed") {
+        // "wrong" with no value would say "not stated" again: the import refuses that
+        var hint = el("p", { class: "hint", text: "Nothing was extracted: give the value the document states." });
+        hint.hidden = !!mine.corrected;
+        input.addEventListener("input", function () { hint.hidden = !!input.value; });
+        fix.appendChild(hint);
+      }
       fix.appendChild(el("label", null, "comment", comment));
     }
     box.addEventListener("click", function (ev) {
