@@ -260,3 +260,22 @@ def test_a_verdict_is_kept_exported_imported_and_scored(session: Session, page: 
     _open_doc(page, "doc0.txt")
     expect(_card(page, "phase").locator(".saved")).to_have_text(
         f"recorded: wrong → Phase 3 ({SOURCE})")
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_long_document_list_grows_as_it_is_scrolled(session: Session, page: Any,
+                                                      tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    s = make_sample(session, {(i, "sponsor"): f"Acme {i}" for i in range(230)},
+                    n_documents=230)
+    out = write_review_page(session, s.job.id, tmp_path / "review.html")
+    _open(page, out.path)
+    rows = page.locator("#doc-list li[data-doc]")
+    expect(rows).to_have_count(200)
+    expect(page.locator("#doc-list .more-docs")).to_have_text("show 30 more of 30 documents")
+    page.locator("#doc-list .more-docs").scroll_into_view_if_needed()
+    expect(rows).to_have_count(230)
+    expect(page.locator("#doc-list .more-docs")).to_have_count(0)
+    page.fill("#doc-search", "doc229")
+    expect(rows).to_have_text(["doc229.txt1 ok0/1 reviewed"])

@@ -117,16 +117,24 @@
     if (state.sort === "confidence") list.sort(byConfidence);
     return list;
   }
+  var hitCount = 0;
   function visibleDocs() {
-    var q = state.query.toLowerCase();
+    var q = state.query.toLowerCase(), filtered = filtering();
     var docs = [];
     var minConf = {};
+    hitCount = 0;
     for (var d = 0; d < DOCS.length; d++) {
       if (q && DOCS[d].name.toLowerCase().indexOf(q) < 0) continue;
-      var hits = valuesOfDoc[d].filter(matches);
-      if (filtering() && !hits.length) continue;
+      var own = valuesOfDoc[d], low = 2, hits = 0;
+      for (var k = 0; k < own.length; k++) {
+        if (!matches(own[k])) continue;
+        hits++;
+        low = Math.min(low, confOf(VALUES[own[k]]));
+      }
+      if (filtered && !hits) continue;
       docs.push(d);
-      minConf[d] = hits.length ? Math.min.apply(null, hits.map(function (i) { return confOf(VALUES[i]); })) : 2;
+      hitCount += hits;
+      minConf[d] = low;
     }
     if (state.sort === "confidence") docs.sort(function (a, b) { return minConf[a] - minConf[b] || a - b; });
     return docs;
@@ -160,20 +168,58 @@
     if (row) row.replaceChild(countsNode(d), row.lastChild);
   }
   var order = [];
-  function renderDocList() {
-    order = visibleDocs();
-    var list = $("doc-list"), frag = document.createDocumentFragment();
-    docRows = {};
-    order.forEach(function (d) {
-      var li = el("li", { "data-doc": d, class: d === state.doc ? "current" : null, title: DOCS[d].name },
+  // Rows are built once and re-used: a filter only re-orders them, and their counts are
+  // redrawn only when the low-confidence limit they show has changed.
+  var rowLimit = {};
+  function docRow(d) {
+    var li = docRows[d];
+    if (!li) {
+      li = el("li", { "data-doc": d, title: DOCS[d].name },
         el("span", { class: "name", text: DOCS[d].name }), countsNode(d));
       docRows[d] = li;
-      frag.appendChild(li);
-    });
-    list.replaceChildren(frag);
-    var shown = 0;
-    order.forEach(function (d) { shown += filtering() ? valuesOfDoc[d].filter(matches).length : valuesOfDoc[d].length; });
-    $("match-count").textContent = order.length + " of " + DOCS.length + " documents · " + shown + " values" + (filtering() ? " match" : "");
+      rowLimit[d] = lowLimit();
+    } else if (rowLimit[d] !== lowLimit()) {
+      refreshDocRow(d);
+      rowLimit[d] = lowLimit();
+    }
+    li.classList.toggle("current", d === state.doc);
+    return li;
+  }
+  // The list shows the first LIST_STEP documents and grows by as many when its end scrolls
+  // into view: laying out thousands of rows at once would cost seconds on every filter change.
+  var LIST_STEP = 200, listLimit = LIST_STEP, moreObserver = null;
+  function moreRow() {
+    var rest = order.length - listLimit;
+    var button = el("button", { type: "button", class: "quiet more",
+      text: "show " + Math.min(rest, LIST_STEP) + " more of " + rest + " documents",
+      onclick: function () { growList(); } });
+    var li = el("li", { class: "more-docs" }, button);
+    if (window.IntersectionObserver) {
+      if (moreObserver) moreObserver.disconnect();
+      moreObserver = new IntersectionObserver(function (entries) {
+        if (entries.some(function (e) { return e.isIntersecting; })) growList();
+      }, { root: $("doc-list").parentNode });
+      moreObserver.observe(li);
+    }
+    return li;
+  }
+  function growList(upTo) {
+    var list = $("doc-list"), from = listLimit;
+    listLimit = Math.max(listLimit + LIST_STEP, upTo === undefined ? 0 : upTo + 1);
+    if (list.lastChild && list.lastChild.classList.contains("more-docs")) list.lastChild.remove();
+    var frag = document.createDocumentFragment();
+    order.slice(from, listLimit).forEach(function (d) { frag.appendChild(docRow(d)); });
+    if (order.length > listLimit) frag.appendChild(moreRow());
+    list.appendChild(frag);
+  }
+  function renderDocList() {
+    order = visibleDocs();
+    listLimit = LIST_STEP;
+    var frag = document.createDocumentFragment();
+    order.slice(0, listLimit).forEach(function (d) { frag.appendChild(docRow(d)); });
+    if (order.length > listLimit) frag.appendChild(moreRow());
+    $("doc-list").replaceChildren(frag);
+    $("match-count").textContent = order.length + " of " + DOCS.length + " documents · " + hitCount + " values" + (filtering() ? " match" : "");
     if (state.doc === null || order.indexOf(state.doc) < 0) {
       if (order.length) openDoc(order[0]); else renderNothing();
     } else renderValues();
@@ -393,7 +439,9 @@
   $("forget").addEventListener("click", function () {
     if (!forgetArmed) { forgetArmed = true; $("forget").textContent = "Click again to forget all"; setTimeout(function () { forgetArmed = false; $("forget").textContent = "Forget verdicts"; }, 4000); return; }
     forgetArmed = false; $("forget").textContent = "Forget verdicts";
-    verdicts = {}; save(); updateVerdictBar(); renderDocList();
+    verdicts = {}; save(); updateVerdictBar();
+    Object.keys(docRows).forEach(function (d) { refreshDocRow(Number(d)); });
+    renderDocList();
   });
 
   // ------------------------------------------------------------------ wiring
@@ -420,9 +468,13 @@
   });
   document.addEventListener("keydown", function (ev) {
     if (ev.target.closest("input, textarea, select") || ev.altKey || ev.ctrlKey || ev.metaKey) return;
-    var at = order.indexOf(state.doc);
-    if ((ev.key === "j" || ev.key === "n") && at + 1 < order.length) { openDoc(order[at + 1]); docRows[state.doc].scrollIntoView({ block: "nearest" }); }
-    if ((ev.key === "k" || ev.key === "p") && at > 0) { openDoc(order[at - 1]); docRows[state.doc].scrollIntoView({ block: "nearest" }); }
+    var at = order.indexOf(state.doc), next = null;
+    if ((ev.key === "j" || ev.key === "n") && at + 1 < order.length) next = at + 1;
+    if ((ev.key === "k" || ev.key === "p") && at > 0) next = at - 1;
+    if (next === null) return;
+    if (next >= listLimit) growList(next);
+    openDoc(order[next]);
+    docRows[state.doc].scrollIntoView({ block: "nearest" });
   });
 
   updateVerdictBar();
