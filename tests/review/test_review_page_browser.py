@@ -216,6 +216,8 @@ def test_a_verdict_is_kept_exported_imported_and_scored(session: Session, page: 
     _card(page, "phase").locator("textarea.comment").fill("says phase III in the title")
     _card(page, "phase").locator("textarea.comment").blur()
     _card(page, "sponsor").get_by_role("button", name="✓ Correct").click()
+    _card(page, "sponsor").locator("textarea.comment").fill("named in the first line")
+    _card(page, "sponsor").locator("textarea.comment").blur()
     expect(page.locator("#verdict-count")).to_have_text("2 verdicts in this browser")
 
     page.reload()  # kept in localStorage
@@ -252,6 +254,7 @@ def test_a_verdict_is_kept_exported_imported_and_scored(session: Session, page: 
     views = {v.variable: v for v in list_feedback(session, "trials")}
     assert views["phase"].corrected_value == "Phase 3" and views["phase"].source == SOURCE
     assert views["phase"].comment == "says phase III in the title"
+    assert views["sponsor"].is_correct and views["sponsor"].comment == "named in the first line"
 
     # a page written after the import shows the stored verdicts
     again_page = write_review_page(session, s.job.id, tmp_path / "review2.html")

@@ -294,39 +294,41 @@
     if (mine) box.appendChild(el("button", { type: "button", class: "quiet clear", text: "undo" }));
     if (saved) box.appendChild(el("span", { class: "saved", text: "recorded: " + (saved.is_correct ? "correct" : "wrong" + (saved.corrected ? " → " + saved.corrected : " → not stated")) + " (" + saved.source + ")" }));
     var fix = null;
-    if (mine && mine.is_correct === false) {
+    if (mine && (mine.is_correct === true || mine.is_correct === false)) {
       fix = el("div", { class: "fix" });
-      var input;
-      var choices = variable.type === "BOOLEAN" ? ["true", "false"] :
-        variable.type === "CATEGORY" && !variable.multi_select ? variable.categories.concat(variable.allow_other ? ["other"] : []) : null;
-      if (choices) {
-        input = el("select", { class: "corrected" }, el("option", { value: "", text: "— not stated in the document —" }));
-        choices.forEach(function (c) { input.appendChild(el("option", { value: c, text: c })); });
-      } else {
-        var hint = { NUMBER: "a number" + (variable.unit ? " in " + variable.unit : ""), DATE: "YYYY, YYYY-MM or YYYY-MM-DD",
-          CATEGORY: "categories separated by ;", TEXT: "the right text" }[variable.type] || "";
-        input = el("input", { class: "corrected", type: "text", placeholder: hint + " (blank: not stated)" });
+      if (mine.is_correct === false) {
+        var input;
+        var choices = variable.type === "BOOLEAN" ? ["true", "false"] :
+          variable.type === "CATEGORY" && !variable.multi_select ? variable.categories.concat(variable.allow_other ? ["other"] : []) : null;
+        if (choices) {
+          input = el("select", { class: "corrected" }, el("option", { value: "", text: "— not stated in the document —" }));
+          choices.forEach(function (c) { input.appendChild(el("option", { value: c, text: c })); });
+        } else {
+          var expected = { NUMBER: "a number" + (variable.unit ? " in " + variable.unit : ""), DATE: "YYYY, YYYY-MM or YYYY-MM-DD",
+            CATEGORY: "categories separated by ;", TEXT: "the right text" }[variable.type] || "";
+          input = el("input", { class: "corrected", type: "text", placeholder: expected + " (blank: not stated)" });
+        }
+        input.value = mine.corrected || "";
+        input.addEventListener("change", function () { setVerdict(i, { corrected: input.value }); });
+        fix.appendChild(el("label", null, "corrected value", input));
+        if (v.value === null && v.status !== "failed") {
+          // "wrong" with no value would say "not stated" again: the import refuses that
+          var hint = el("p", { class: "hint", text: "Nothing was extracted: give the value the document states." });
+          hint.hidden = !!mine.corrected;
+          input.addEventListener("input", function () { hint.hidden = !!input.value; });
+          fix.appendChild(hint);
+        }
       }
-      input.value = mine.corrected || "";
-      input.addEventListener("change", function () { setVerdict(i, { corrected: input.value }); });
-      var comment = el("textarea", { class: "comment", placeholder: "why it is wrong, or what the prompt should know" });
+      var comment = el("textarea", { class: "comment", placeholder: mine.is_correct ? "optional: anything the prompt should know" : "why it is wrong, or what the prompt should know" });
       comment.value = mine.comment || "";
       comment.addEventListener("change", function () { setVerdict(i, { comment: comment.value }); });
-      fix.appendChild(el("label", null, "corrected value", input));
-      if (v.value === null && v.status !== "failed") {
-        // "wrong" with no value would say "not stated" again: the import refuses that
-        var hint = el("p", { class: "hint", text: "Nothing was extracted: give the value the document states." });
-        hint.hidden = !!mine.corrected;
-        input.addEventListener("input", function () { hint.hidden = !!input.value; });
-        fix.appendChild(hint);
-      }
       fix.appendChild(el("label", null, "comment", comment));
     }
     box.addEventListener("click", function (ev) {
       var target = ev.target.closest("button");
       ev.stopPropagation();
       if (!target) return;
-      if (target === yes) setVerdict(i, { is_correct: true, corrected: "" });
+      if (target === yes) setVerdict(i, { is_correct: true, corrected: "" });  // the comment stays
       else if (target === no) setVerdict(i, { is_correct: false });
       else if (target.classList.contains("clear")) setVerdict(i, null);
       redrawCard(i);
