@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum | cut -d' ' -f1)
 
-.PHONY: setup local-model demo test test-fast lock bench clean
+.PHONY: setup local-model browser demo test test-fast lock bench clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ setup: $(STAMP)  ## create .venv and install the locked dependencies
 
 local-model: setup ## the offline model: llama-cpp-python (compiled once, portable flags) + SmolLM2
 	bash scripts/install-local-model.sh $(BIN)/python
+
+browser:         ## headless Chromium for the review page's browser tests (Debian's package)
+	@command -v chromium >/dev/null 2>&1 && echo "chromium: $$(command -v chromium)" || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 demo: setup      ## the main job: run the demo project end to end on embedded defaults
 	$(BIN)/python -m scripts.demo
@@ -31,6 +35,7 @@ bench: setup     ## every benchmark but the local model's (prints figures; ~30 m
 	$(BIN)/python -m benchmarks.bench_export
 	$(BIN)/python -m benchmarks.bench_full_run
 	$(BIN)/python -m benchmarks.bench_llm_modes
+	$(BIN)/python -m benchmarks.bench_review_page
 
 lock:            ## re-resolve requirements.lock after changing pyproject.toml
 	$(BIN)/uv pip compile pyproject.toml --extra dev -o requirements.lock --python-version 3.11

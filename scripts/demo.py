@@ -185,6 +185,8 @@ def main() -> None:
                         "--include-confidence", "--include-source-text")
             written.append(target)
         scores = _accuracy(full["id"], truth)
+        review_page = OUT / "review-full-run.html"  # the review page, least confident first
+        extractflow("review", "html", full["id"], "-o", str(review_page), "--sort", "confidence")
     print("\nAccuracy of the full run against the corpus's known answers:")
     for variable, (ok, total) in scores.items():
         print(f"  {variable:<16} {ok:>3}/{total:<3} {ok / total:6.0%}" if total else variable)
@@ -195,6 +197,7 @@ def main() -> None:
     print("Exports:")
     for path in written:
         print(f"  {path}")
+    print(f"Review page (open it in a browser): {review_page}")
     print("\nTo browse the runs in the Prefect UI: .venv/bin/prefect server start  "
           "(then open http://127.0.0.1:4200)")
 

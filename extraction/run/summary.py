@@ -146,4 +146,6 @@ def summary_markdown(job: ProcessingJob) -> str:
             f"| {v['ok']} | {v['not_found']} | {v['failed']} | {_fmt(v['mean_confidence'])} "
             f"| {v['tokens_in']} | {v['tokens_out']} | {v['reused']} |"
         )
+    review = f"extractflow review html {job.id} -o review-{str(job.id)[:8]}.html"
+    lines += ["", f"Review every value beside its evidence: `{review}`"]
     return "\n".join(lines) + "\n"
