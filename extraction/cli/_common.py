@@ -91,8 +91,8 @@ def prefect_start_problem(exc: BaseException) -> ConfigError | None:
     """A plain error for Prefect's temporary API server not starting in time, else None.
 
     On a busy 2-core machine (or a first run, when Prefect creates its database) the
-    ephemeral server can take longer than Prefect's own 20 s default; importing ``flows``
-    raises that default for every way a flow is started (see flows/__init__.py), and when
+    ephemeral server can take longer than Prefect's own 20 s default; the flows' bootstrap
+    raises that default for every way a flow is started (see flows/bootstrap.py), and when
     even that is not enough the user learns what to do instead of reading a traceback.
     """
     if "ephemeral Prefect API server" not in str(exc):
