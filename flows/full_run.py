@@ -34,7 +34,7 @@ async def full_run(
 ) -> dict[str, Any] | State:
     """Extract every variable of a project from all its documents.
 
-    DAG: parse → prompt → extract (one task per ``EXTRACTFLOW_DOCUMENTS_PER_CHUNK`` documents,
+    DAG: parse → prompt → extract (one task per ``documents_per_chunk`` documents,
     async LLM calls inside a chunk) → aggregate. Cells already extracted with the same
     document content, prompt version and model are re-used, not re-asked, so re-running an
     unchanged project makes no LLM call.
