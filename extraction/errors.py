@@ -18,17 +18,26 @@ __all__ = [
     "ConfigError",
     "DatabaseError",
     "DocumentError",
+    "FatalRunError",
     "LLMError",
     "StateError",
+    "is_fatal",
 ]
 
 
 class ExtractflowError(Exception):
-    """Root of extractflow's errors. Subclasses set ``type``, ``title`` and ``exit_code``."""
+    """Root of extractflow's errors. Subclasses set ``type``, ``title`` and ``exit_code``.
+
+    ``fatal`` marks an error that would fail every document of a run the same way (bad
+    credentials, an unknown model, a configuration the server rejects): a run, or a batch
+    of refinement requests, stops at the first one instead of repeating it. Test it with
+    :func:`is_fatal`.
+    """
 
     type: str = "error"
     title: str = "extractflow error"
     exit_code: int = 1
+    fatal: bool = False
 
     def __init__(
         self,
@@ -133,6 +142,7 @@ class LLMError(ExtractflowError):
         attempts: int | None = None,
         status_code: int | None = None,
         retryable: bool = False,
+        fatal: bool = False,
         **kwargs: Any,
     ) -> None:
         extra = dict(kwargs.pop("extra", None) or {})
@@ -140,7 +150,37 @@ class LLMError(ExtractflowError):
             extra["attempts"] = attempts
         if status_code is not None:
             extra["status_code"] = status_code
+        # The problem object says "fatal": true too (``--json`` shows it); an error rebuilt
+        # from such a problem's fields is fatal again.
+        fatal = fatal or bool(extra.get("fatal"))
+        if fatal:
+            extra["fatal"] = True
         super().__init__(detail, extra=extra, **kwargs)
         self.attempts = attempts
         self.status_code = status_code
         self.retryable = retryable
+        self.fatal = fatal
+
+
+class FatalRunError(ExtractflowError):
+    """A run cannot go on (every further document would fail the same way).
+
+    Raised by the extract stage for the first fatal engine error (``cause``), or when the LLM
+    server stayed unreachable for too many documents in a row; the job ends FAILED with
+    ``reason``.
+    """
+
+    type = "run-stopped"
+    title = "Run stopped"
+    exit_code = 10
+    fatal = True
+
+    def __init__(self, reason: str, cause: BaseException | None = None, **kwargs: Any) -> None:
+        super().__init__(reason, **kwargs)
+        self.reason = reason
+        self.cause = cause
+
+
+def is_fatal(exc: BaseException | None) -> bool:
+    """Whether ``exc`` would fail every document the same way, so the run must stop."""
+    return isinstance(exc, ExtractflowError) and exc.fatal

@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from prefect import flow
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.context import SyncClientContext
 
 from extraction.export import ExportOptions
+from flows.entry import entry_flow
 from tasks.export import export_file
 
 __all__ = ["export_dataset"]
@@ -20,7 +20,7 @@ def _artifact_key(project: str) -> str:
     return "export-" + (re.sub(r"[^a-z0-9]+", "-", project.lower()).strip("-") or "project")
 
 
-@flow(name="export-dataset")
+@entry_flow(name="export-dataset")
 async def export_dataset(
     project: str,
     format: str = "csv-wide",

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from prefect import flow
 from prefect.states import State
 
 from extraction.models import JobKind
 from flows._run import on_flow_cancelled, on_flow_crashed, run_job
+from flows.entry import entry_flow
 
 __all__ = ["full_run"]
 
 
-@flow(
+@entry_flow(
+    llm_stack=True,
     name="full-run",
     on_cancellation=[on_flow_cancelled],
     on_crashed=[on_flow_crashed],
@@ -26,10 +27,14 @@ async def full_run(
     document_filter: str | None = None,
     job_id: str | None = None,
     force: bool = False,
+    llm_concurrency: int | None = None,
+    documents_per_chunk: int | None = None,
+    chunks_in_flight: int | None = None,
+    stop_after_unreachable_documents: int | None = None,
 ) -> dict[str, Any] | State:
     """Extract every variable of a project from all its documents.
 
-    DAG: parse → prompt → extract (one task per ``EXTRACTFLOW_DOCUMENTS_PER_CHUNK`` documents,
+    DAG: parse → prompt → extract (one task per ``documents_per_chunk`` documents,
     async LLM calls inside a chunk) → aggregate. Cells already extracted with the same
     document content, prompt version and model are re-used, not re-asked, so re-running an
     unchanged project makes no LLM call.
@@ -42,7 +47,20 @@ async def full_run(
         job_id: Run this existing job, or resume an interrupted one (``extractflow run
             resume``); its documents and prompt versions are the ones it started with.
         force: Resume ``job_id`` even if it looks like it is still running.
+        llm_concurrency: LLM calls in flight in this run's process, and the slots of the
+            global limit it asks for. Default: EXTRACTFLOW_LLM_CONCURRENCY.
+        documents_per_chunk: Documents per extract task run (and per database write).
+            Default: EXTRACTFLOW_DOCUMENTS_PER_CHUNK.
+        chunks_in_flight: Chunks in progress at the same time. Default:
+            EXTRACTFLOW_CHUNKS_IN_FLIGHT.
+        stop_after_unreachable_documents: Fail the run when this many documents in a row
+            could not reach the LLM server; 0 never. Default:
+            EXTRACTFLOW_STOP_AFTER_UNREACHABLE_DOCUMENTS.
     """
     params = {"project": project, "mode": mode, "model": model,
               "filename_glob": document_filter}
-    return await run_job(JobKind.FULL, params, job_id=job_id, force=force)
+    return await run_job(JobKind.FULL, params, job_id=job_id, force=force,
+                         knobs={"llm_concurrency": llm_concurrency,
+                                "documents_per_chunk": documents_per_chunk,
+                                "chunks_in_flight": chunks_in_flight,
+                                "stop_after_unreachable": stop_after_unreachable_documents})

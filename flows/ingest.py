@@ -1,11 +1,11 @@
 """The ``ingest`` flow: files, folders and globs → Document rows of a project.
 
 DAG: discover → parse-chunk × N → store-chunk × N, with N = files / ``chunk_size`` (100 files
-per chunk: 10,000 files make 201 task runs, not 10,000). Two chunks are in flight at a time:
-while one is stored, the next is parsed; the parsing itself runs in a pool of worker
+per chunk: 10,000 files make 201 task runs, not 10,000). The loop is the one of
+:mod:`extraction.ingest.driver`, driven with this flow's tasks: while one chunk is stored,
+the next is parsed (a task submitted to the flow's task runner); chunks are stored in
+discovery order, each in its own transaction. The parsing itself runs in a pool of worker
 processes (PyMuPDF cannot parse in parallel threads), shared by the chunks of the run.
-Chunks are stored in discovery order, each in its own transaction, so the first copy of a
-duplicated file wins and nothing stored is lost if a later chunk fails.
 
 Bad files never fail the flow: they become failed or empty documents. The flow fails only
 for an unknown project, paths that name no file, or a database that stays unreachable
@@ -21,12 +21,10 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from typing import Any
 
-from prefect import flow
 from prefect.artifacts import (
     acreate_markdown_artifact,
     acreate_progress_artifact,
@@ -38,18 +36,21 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from config.settings import get_settings
 from extraction.ingest import (
+    CHUNKS_IN_FLIGHT,
     DEFAULT_CHUNK_SIZE,
+    ChunkOutcome,
     IngestOptions,
     IngestSummary,
     Item,
     chunked,
+    drive,
     parse_pool,
 )
+from flows.entry import entry_flow
 from tasks.ingest import discover, parse_chunk, store_chunk
 
 __all__ = ["ingest", "artifact_key", "watch_progress"]
 
-_CHUNKS_IN_FLIGHT = 2  # one being stored while the next is parsed; the pool does the rest
 _listeners: list[Callable[[IngestSummary], None]] = []
 _listeners_lock = threading.Lock()
 
@@ -81,8 +82,8 @@ def _notify(summary: IngestSummary) -> None:
         listener(summary)
 
 
-@flow(name="ingest", flow_run_name="ingest-{project}",
-      task_runner=ThreadPoolTaskRunner(max_workers=_CHUNKS_IN_FLIGHT), log_prints=False)
+@entry_flow(name="ingest", flow_run_name="ingest-{project}",
+            task_runner=ThreadPoolTaskRunner(max_workers=CHUNKS_IN_FLIGHT), log_prints=False)
 async def ingest(
     project: str,
     paths: list[str],
@@ -122,33 +123,24 @@ async def ingest(
             0.0, description=f"Ingesting {len(found.files)} files into {found.project_name}")
         chunks = chunked(found.files, options.chunk_size)
         with parse_pool(options.workers_for(len(found.files))) as pool:
-            in_flight: deque[tuple[int, PrefectFuture[list[Item]]]] = deque()
-            for index, chunk in enumerate(chunks):
-                in_flight.append((index, parse_chunk.submit(
-                    found.project_id, chunk, pool=pool, max_bytes=options.max_file_bytes,
-                    index=index)))
-                if len(in_flight) >= _CHUNKS_IN_FLIGHT or index == len(chunks) - 1:
-                    await _store_ready(in_flight, found.project_id, options, summary, progress,
-                                       drain=index == len(chunks) - 1)
+
+            def parse(index: int, chunk: list[str]) -> PrefectFuture[list[Item]]:
+                return parse_chunk.submit(found.project_id, chunk, pool=pool,
+                                          max_bytes=options.max_file_bytes, index=index)
+
+            def store(index: int, parsing: PrefectFuture[list[Item]]) -> ChunkOutcome:
+                # A future as a task parameter: Prefect waits for it and passes its result.
+                return store_chunk(found.project_id, parsing,  # type: ignore[arg-type]
+                                   max_bytes=options.max_file_bytes, index=index)
+
+            with closing(drive(chunks, parse=parse, store=store, summary=summary)) as stored:
+                for totals in stored:
+                    if totals.files_seen:
+                        await aupdate_progress_artifact(
+                            progress, 100.0 * totals.files_done / totals.files_seen)
+                    _notify(totals)
         summary.seconds = time.perf_counter() - started
         await acreate_markdown_artifact(key=artifact_key(summary.project),
                                         markdown=summary.to_markdown(),
                                         description=summary.headline())
         return summary.to_dict()
-
-
-async def _store_ready(in_flight: deque[tuple[int, PrefectFuture[list[Item]]]],
-                      project_id: Any, options: IngestOptions, summary: IngestSummary,
-                      progress: Any, *, drain: bool) -> None:
-    """Store the oldest parsed chunk (all of them when ``drain``), in discovery order."""
-    while in_flight:
-        index, parsed = in_flight.popleft()
-        summary.add(store_chunk(project_id, parsed, max_bytes=options.max_file_bytes,
-                                index=index))
-        del parsed  # the chunk's texts can go as soon as they are stored
-        if summary.files_seen:
-            await aupdate_progress_artifact(progress,
-                                            100.0 * summary.files_done / summary.files_seen)
-        _notify(summary)
-        if not drain:
-            return

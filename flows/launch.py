@@ -53,6 +53,9 @@ def prefect_server_configured() -> bool:
 
 def run_local(kind: JobKind, project: str, job_id: str, *, force: bool = False) -> Any:
     """Run the job's flow here, to the end; returns the flow run's final Prefect state."""
+    from flows.bootstrap import bootstrap
+
+    bootstrap(llm_stack=True)  # before Prefect is imported: no settings re-read needed
     from flows._run import flow_run_name_for
 
     flow = _flow_for(kind).with_options(flow_run_name=flow_run_name_for(kind, job_id))

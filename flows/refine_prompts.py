@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
+from flows.entry import entry_flow
 from tasks.refine import refine
 
 __all__ = ["refine_prompts"]
@@ -19,7 +19,7 @@ def _artifact_key(project: str, dry_run: bool) -> str:
     return f"refine-{slug}" + ("-dry-run" if dry_run else "")
 
 
-@flow(name="refine-prompts")
+@entry_flow(name="refine-prompts")
 def refine_prompts(
     project: str,
     job: str | None = None,

@@ -90,10 +90,10 @@ class ProblemGroup(TyperGroup):
 def prefect_start_problem(exc: BaseException) -> ConfigError | None:
     """A plain error for Prefect's temporary API server not starting in time, else None.
 
-    On a busy machine (or a first run, when Prefect creates its database) the ephemeral
-    server can take longer than Prefect's own 20 s default; the flows raise that default for
-    every way a flow is started, and when even that is not enough the user learns what to do
-    instead of reading a traceback.
+    On a busy 2-core machine (or a first run, when Prefect creates its database) the
+    ephemeral server can take longer than Prefect's own 20 s default; the flows' bootstrap
+    raises that default for every way a flow is started (see flows/bootstrap.py), and when
+    even that is not enough the user learns what to do instead of reading a traceback.
     """
     if "ephemeral Prefect API server" not in str(exc):
         return None

@@ -111,6 +111,9 @@ def _run_flow(project: str, paths: list[str], bar: _Bar, options: dict[str, Any]
     import asyncio
 
     quiet_prefect_console()
+    from flows.bootstrap import bootstrap
+
+    bootstrap()  # before Prefect is imported
     from flows.ingest import ingest, watch_progress
 
     # Absolute paths: the flow run's parameters in Prefect say exactly what was read.

@@ -63,9 +63,11 @@ def _forget(job_id: str) -> None:
 
 def _run_in_thread(kind: JobKind, project: str, job_id: str, force: bool) -> tuple[
         threading.Thread, dict[str, Any]]:
+    from flows.bootstrap import bootstrap
     from flows.launch import run_local
 
     quiet_prefect_console()
+    bootstrap(llm_stack=True)
     box: dict[str, Any] = {}
 
     def target() -> None:
@@ -232,9 +234,11 @@ def resume(
 @app.command("exec", hidden=True)
 def exec_(job: str, force: Annotated[bool, typer.Option("--force")] = False) -> None:
     """Run an existing job's flow in the foreground (used by --no-wait)."""
+    from flows.bootstrap import bootstrap
     from flows.launch import run_local
 
     quiet_prefect_console()
+    bootstrap(llm_stack=True)
     data = read_job(job)
     run_local(JobKind(data["kind"]), data["project"], data["id"], force=force)
     data = read_job(job)

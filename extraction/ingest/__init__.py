@@ -12,17 +12,18 @@ Modules, one step each:
 * ``store`` — de-duplicate by sha256 and insert rows; the rules for re-ingesting failed
   files are in its docstring.
 * ``summary`` — what an ingest did, per chunk and in total, as text, Markdown or JSON.
-* ``service`` — `ingest_paths`, the whole pipeline in a loop, and the per-chunk steps.
+* ``driver`` — the one loop: parse the next chunk while this one is stored, store in order.
+* ``service`` — `ingest_paths`, the whole pipeline without Prefect, and the per-chunk steps.
 """
 
 from extraction.ingest.discover import discover_files, is_glob
+from extraction.ingest.driver import CHUNKS_IN_FLIGHT, chunked, drive
 from extraction.ingest.pool import ParsePool, default_workers, parse_pool
 from extraction.ingest.service import (
     DEFAULT_CHUNK_SIZE,
     POOL_MIN_FILES,
     IngestOptions,
     ProgressCallback,
-    chunked,
     ingest_paths,
     is_transient,
     parse_chunk,
@@ -39,6 +40,7 @@ from extraction.ingest.store import (
 from extraction.ingest.summary import ChunkOutcome, DuplicateFile, FileProblem, IngestSummary
 
 __all__ = [
+    "CHUNKS_IN_FLIGHT",
     "DEFAULT_CHUNK_SIZE",
     "POOL_MIN_FILES",
     "ChunkOutcome",
@@ -54,6 +56,7 @@ __all__ = [
     "default_workers",
     "discover_files",
     "document_row",
+    "drive",
     "find_known_files",
     "ingest_paths",
     "is_glob",

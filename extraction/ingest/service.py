@@ -1,9 +1,9 @@
 """The ingest pipeline without Prefect: discover → parse a chunk → store it, chunk by chunk.
 
-The Prefect flow (``flows/ingest.py``) calls the same three steps as tasks; `ingest_paths`
-runs them in a plain loop for scripts, notebooks and ``extractflow docs add --no-flow``.
-While one chunk is stored, the next one is already being parsed (a helper thread feeds the
-process pool), so parsing — the slow part — rarely waits for the database.
+The Prefect flow (``flows/ingest.py``) calls the same steps as tasks; `ingest_paths` runs
+them for scripts, notebooks and ``extractflow docs add --no-flow``. Both drive the one loop
+of :mod:`extraction.ingest.driver`; here a helper thread parses the next chunk (feeding the
+process pool) while this one stores.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,16 +23,16 @@ from extraction import codebook
 from extraction.db import session_scope
 from extraction.errors import DatabaseError, ValidationError
 from extraction.ingest.discover import discover_files
+from extraction.ingest.driver import chunked, drive
 from extraction.ingest.pool import ParsePool, default_workers, parse_pool
 from extraction.ingest.store import Item, find_known_files, store_chunk
-from extraction.ingest.summary import IngestSummary
+from extraction.ingest.summary import ChunkOutcome, IngestSummary
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "POOL_MIN_FILES",
     "IngestOptions",
     "ProgressCallback",
-    "chunked",
     "ingest_paths",
     "is_transient",
     "parse_chunk",
@@ -91,11 +91,6 @@ def resolve_project(project: str | uuid.UUID, url: str | None = None) -> tuple[u
     with session_scope(url) as session:
         row = codebook.get_project(session, project)
         return row.id, row.name
-
-
-def chunked(paths: Sequence[str], size: int) -> list[list[str]]:
-    """Split ``paths`` into consecutive chunks of at most ``size``."""
-    return [list(paths[i:i + size]) for i in range(0, len(paths), size)]
 
 
 def parse_chunk(project_id: uuid.UUID, paths: Sequence[str], *, pool: ParsePool,
@@ -171,17 +166,15 @@ def ingest_paths(
     with parse_pool(options.workers_for(len(files))) as pool, ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="ingest-parse") as ahead:
 
-        def parse(chunk: list[str]) -> list[Item]:
-            return parse_chunk(project_id, chunk, pool=pool, max_bytes=options.max_file_bytes)
+        def parse(index: int, chunk: list[str]) -> Future[list[Item]]:
+            return ahead.submit(parse_chunk, project_id, chunk, pool=pool,
+                                max_bytes=options.max_file_bytes)
 
-        pending = ahead.submit(parse, chunks[0])
-        for index in range(len(chunks)):
-            items = pending.result()
-            if index + 1 < len(chunks):
-                pending = ahead.submit(parse, chunks[index + 1])
-            summary.add(store_chunk(project_id, items, max_bytes=options.max_file_bytes))
-            del items
+        def store(index: int, parsing: Future[list[Item]]) -> ChunkOutcome:
+            return store_chunk(project_id, parsing.result(), max_bytes=options.max_file_bytes)
+
+        for totals in drive(chunks, parse=parse, store=store, summary=summary):
             if on_progress is not None:
-                on_progress(summary)
+                on_progress(totals)
     summary.seconds = time.perf_counter() - started
     return summary

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from config.settings import Settings
-from extraction.errors import LLMError
+from extraction.errors import LLMError, is_fatal
 from extraction.llm.client import INSTRUCTOR_MODES, LLMClient
 from extraction.llm.errors import MODE_HINT, ContextLengthError, InvalidOutputError
 from extraction.llm.response_models import answer_model
@@ -129,7 +129,7 @@ def _explain(error: LLMError, report: CheckReport, mode: str) -> tuple[str, str]
     if isinstance(error, InvalidOutputError):
         return ((f"the server answered, but not with valid structured output in mode "
                  f"{mode!r}: {detail}"), MODE_HINT)
-    if error.extra.get("fatal"):
+    if is_fatal(error):
         return detail, MODE_HINT
     if error.retryable and status is None:
         if "timed out" in detail:

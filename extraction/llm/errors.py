@@ -10,7 +10,8 @@ Classes of failure (the LLM client and the extractor act on them):
   rejects the structured-output feature itself (tools / response_format) or logprobs, or a 5xx
   that is a request validation error in disguise (llama-cpp-python's server answers an
   unsupported ``response_format`` with HTTP 500): every document would fail the same way, so
-  the error carries ``extra["fatal"] = True`` and the run stops;
+  the error is built with ``fatal=True`` (:func:`extraction.errors.is_fatal` says so) and the
+  run stops;
 * **invalid output** — the model answered, but not with valid structured output even after
   the bounded re-asks: :class:`InvalidOutputError`, confined to that call;
 * anything else (another 400, 409, 422 …) fails the call at once, not fatal.
@@ -179,11 +180,6 @@ def _is_context_length(exc: openai.APIStatusError, message: str) -> bool:
     return exc.code == "context_length_exceeded" or bool(_CONTEXT_RE.search(message))
 
 
-def fatal(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The ``extra`` of a fatal error: what ``kwargs`` carried, plus ``fatal: True``."""
-    return {**kwargs.pop("extra", {}), "fatal": True}
-
-
 def _where(exc: BaseException) -> str:
     request = getattr(exc, "request", None)
     url = getattr(request, "url", None)
@@ -216,7 +212,7 @@ def classify(
     if status in (401, 403):
         return LLMError(f"{head} — the server rejected the credentials; check "
                         "EXTRACTFLOW_LLM_API_KEY (and the key's access to the model) "
-                        f"({tries})", extra=fatal(kwargs), **kwargs)
+                        f"({tries})", fatal=True, **kwargs)
     if status == 404:
         if exc.code == "model_not_found" or (model and model in message) or \
                 re.search(r"\bmodel\b", message, re.IGNORECASE):
@@ -226,20 +222,20 @@ def classify(
             hint = ("the endpoint path does not exist; check EXTRACTFLOW_LLM_BASE_URL "
                     f"({base_url or 'the OpenAI default'}) — OpenAI-compatible servers usually "
                     "end in /v1, e.g. http://localhost:11434/v1")
-        return LLMError(f"{head} — {hint} ({tries})", extra=fatal(kwargs), **kwargs)
+        return LLMError(f"{head} — {hint} ({tries})", fatal=True, **kwargs)
     if status == 400 and _is_context_length(exc, message):
         return ContextLengthError(f"{head} ({tries})", window=context_window_from(message),
                                   **kwargs)
     if status in (400, 422) and "logprob" in message.lower():
         return LLMError(f"{head} — this server does not return logprobs; set "
                         f"EXTRACTFLOW_LLM_REQUEST_LOGPROBS=false ({tries})",
-                        extra=fatal(kwargs), **kwargs)
+                        fatal=True, **kwargs)
     if status >= 500 and _REQUEST_REJECTED_RE.search(message):
         return LLMError(f"{head} — the server rejected the request format (a 5xx that will "
                         f"not go away on retry); {MODE_HINT} ({tries})",
-                        extra=fatal(kwargs), **kwargs)
+                        fatal=True, **kwargs)
     if status in (400, 422) and _FEATURE_RE.search(message):
         return LLMError(f"{head} — the server seems not to support this kind of structured "
-                        f"output; {MODE_HINT} ({tries})", extra=fatal(kwargs), **kwargs)
+                        f"output; {MODE_HINT} ({tries})", fatal=True, **kwargs)
     retryable = status in RETRYABLE_STATUS
     return LLMError(f"{head} ({tries})", retryable=retryable, **kwargs)

@@ -50,7 +50,7 @@ from sqlalchemy.orm import Session
 
 from config.settings import Settings, get_settings
 from extraction import codebook, prompts
-from extraction.errors import ExtractflowError, LLMError, NotFoundError, ValidationError
+from extraction.errors import ExtractflowError, NotFoundError, ValidationError, is_fatal
 from extraction.models import (
     Document,
     Extraction,
@@ -453,10 +453,6 @@ def plan_refinements(
 # --------------------------------------------------------------------------- asking
 
 
-def _is_fatal(exc: BaseException) -> bool:
-    return isinstance(exc, LLMError) and bool(exc.extra.get("fatal"))
-
-
 async def propose(
     ask: Ask, plans: Sequence[RefinementPlan], *, concurrency: int = 4
 ) -> list[RefinedBlock | ExtractflowError]:
@@ -473,7 +469,7 @@ async def propose(
             try:
                 answer = await ask(plan.messages, RefinedBlock)
             except ExtractflowError as exc:
-                if _is_fatal(exc):
+                if is_fatal(exc):
                     raise
                 return exc
         return answer if isinstance(answer, RefinedBlock) \

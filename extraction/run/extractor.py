@@ -24,7 +24,8 @@ the server states, else half the size — at most :data:`MAX_RECHUNKS` times.
 re-asks, still too long) becomes cells with status ``failed`` whose ``error`` names the
 provider's message and the attempts, plus an entry in ``DocumentResult.errors``. Failures that
 would fail every document (credentials, unknown model, unusable configuration) raise
-:class:`~extraction.errors.LLMError` with ``extra["fatal"] = True``.
+:class:`~extraction.errors.LLMError` with ``fatal`` set (see
+:func:`~extraction.errors.is_fatal`).
 
 **Accounting.** Tokens are per call, split evenly over the call's cells (remainder to the
 first ones, so sums stay exact); chunk calls and calls that failed count too. A cell's
@@ -47,7 +48,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel
 
 from config.settings import Settings, get_settings
-from extraction.errors import LLMError
+from extraction.errors import LLMError, is_fatal
 from extraction.llm.client import LLMClient, LLMResult, raw_json
 from extraction.llm.errors import ContextLengthError
 from extraction.llm.response_models import VariableAnswer, answers_by_variable, response_model
@@ -191,10 +192,6 @@ def _split_evenly(total: int, parts: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(parts)]
 
 
-def _is_fatal(error: BaseException) -> bool:
-    return isinstance(error, LLMError) and bool(error.extra.get("fatal"))
-
-
 class Extractor:
     """Extracts one document's variables through an :class:`~extraction.llm.client.LLMClient`."""
 
@@ -207,7 +204,7 @@ class Extractor:
     ) -> None:
         if mode not in ("per_document", "per_variable"):
             raise LLMError(f"unknown extraction mode {mode!r}; use per_document or "
-                           "per_variable", extra={"fatal": True})
+                           "per_variable", fatal=True)
         self.client = client
         self.mode: Literal["per_document", "per_variable"] = mode
         self.settings = settings or get_settings()
@@ -222,7 +219,7 @@ class Extractor:
         """Every variable's cell for ``document``; failures confined to it come back as cells.
 
         Raises:
-            LLMError: with ``extra["fatal"]`` for failures that would fail every document
+            LLMError: ``fatal`` for failures that would fail every document
                 (bad credentials, unknown model, structured output unsupported, a variable
                 without a prompt).
         """
@@ -232,7 +229,7 @@ class Extractor:
         missing = [v.name for v in variables if v.id not in prompts]
         if missing:
             raise LLMError(f"no prompt for variable(s) {', '.join(missing)}: generate prompts "
-                           "before extracting", field=missing[0], extra={"fatal": True})
+                           "before extracting", field=missing[0], fatal=True)
         if self.mode == "per_document":
             units: list[list[VariableInfo]] = [list(variables)]
         else:
@@ -303,7 +300,7 @@ class Extractor:
                     messages, model, temperature=temperature, max_tokens=max_tokens,
                     model=llm_model)
             except LLMError as error:
-                if _is_fatal(error):
+                if is_fatal(error):
                     raise
                 return _Call(chunk, error=error)
             return _Call(chunk, result=result)

@@ -16,8 +16,8 @@ For each chunk, :class:`ChunkRunner`:
 
 A document's failure stays a document's failure: its cells are stored as ``failed`` and
 logged (document, variable, attempts, the provider's message), and the chunk goes on. Only a
-fatal :class:`~extraction.errors.LLMError` (``extra["fatal"]``: bad credentials, unknown
-model) stops the run, because it would fail every document.
+fatal error (:func:`~extraction.errors.is_fatal`: bad credentials, unknown model) stops the
+run, because it would fail every document.
 
 Cancellation is cooperative: ``stop`` (an :class:`asyncio.Event` the flow sets when the job or
 its flow run is cancelled) is checked before each document starts; documents already in
@@ -36,7 +36,7 @@ from typing import Any, Protocol
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from extraction.errors import LLMError
+from extraction.errors import FatalRunError, is_fatal
 from extraction.models import Document, Extraction, ExtractionStatus, LogLevel, utcnow
 from extraction.run import progress
 from extraction.run.plan import RunPlan
@@ -66,20 +66,6 @@ class DocumentExtractor(Protocol):
         variables: Sequence[VariableInfo],
         prompts: dict[uuid.UUID, PromptInfo],
     ) -> DocumentResult: ...
-
-
-class FatalRunError(Exception):
-    """The run cannot go on (every document would fail the same way); carries the reason."""
-
-    def __init__(self, reason: str, cause: BaseException | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.cause = cause
-
-
-def is_fatal(exc: BaseException) -> bool:
-    """Whether an engine error would fail every document (auth, unknown model, bad config)."""
-    return isinstance(exc, LLMError) and bool(exc.extra.get("fatal"))
 
 
 @dataclass

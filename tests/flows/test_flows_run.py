@@ -306,3 +306,36 @@ def test_bad_credentials_fail_the_job_with_the_reason(
         assert job.error and ("401" in job.error or "key" in job.error.lower())
         assert job.documents_completed == 0
     assert llm.total_requests <= 6  # it stopped instead of failing every document
+
+
+def _task_run_names(flow_run_id: str) -> list[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    async def read() -> list[str]:
+        async with get_client() as client:
+            runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[uuid.UUID(flow_run_id)])))
+            return sorted(run.name for run in runs)
+
+    return asyncio.run(read())
+
+
+def test_tuning_knobs_are_flow_parameters_that_override_the_settings(
+    db_url: str, llm: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.full_run import full_run
+
+    monkeypatch.setenv("EXTRACTFLOW_LLM_CONCURRENCY", "8")
+    monkeypatch.setenv("EXTRACTFLOW_DOCUMENTS_PER_CHUNK", "50")
+    _project(db_url, 7)
+    llm.latency = 0.05
+    result = asyncio.run(full_run(project="trials", llm_concurrency=2, documents_per_chunk=3,
+                                  chunks_in_flight=1))
+    assert result["status"] == "COMPLETE" and result["documents_completed"] == 7
+    assert llm.max_in_flight <= 2
+    extract_runs = [n for n in _task_run_names(result["flow_run_id"])
+                    if n.startswith("extract-chunk")]
+    assert extract_runs == ["extract-chunk-0", "extract-chunk-1", "extract-chunk-2"]
+    bad = asyncio.run(full_run(project="trials", chunks_in_flight=0, return_state=True))
+    assert bad.is_failed() and "chunks_in_flight must be at least 1" in bad.message

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from config.settings import get_settings
-from extraction.errors import LLMError
+from extraction.errors import LLMError, is_fatal
 from extraction.llm.client import LLMClient
 from extraction.models import ExtractionStatus, VariableType
 from extraction.prompts import build_prompt
@@ -292,7 +292,8 @@ def test_bad_credentials_are_fatal(fake_llm: FakeLLMServer) -> None:
     fake_llm.fail_next(1, "401")
     with pytest.raises(LLMError) as info:
         extract("per_document")
-    assert info.value.extra["fatal"] is True and "HTTP 401" in info.value.detail
+    assert is_fatal(info.value) and "HTTP 401" in info.value.detail
+    assert info.value.to_problem()["fatal"] is True  # and `--json` says so
 
 
 def test_fatal_error_in_one_per_variable_call_stops_the_document(fake_llm: FakeLLMServer) -> None:
@@ -301,14 +302,14 @@ def test_fatal_error_in_one_per_variable_call_stops_the_document(fake_llm: FakeL
     fake_llm.fail_when("Variable `phase`", "401")
     with pytest.raises(LLMError) as info:
         extract("per_variable")
-    assert info.value.extra["fatal"] is True
+    assert is_fatal(info.value)
 
 
 def test_missing_prompt_is_a_fatal_configuration_error(fake_llm: FakeLLMServer) -> None:
     prompts = {k: v for k, v in PROMPTS.items() if k != BY_NAME["phase"].id}
-    with pytest.raises(LLMError, match="no prompt for variable"):
+    with pytest.raises(LLMError, match="no prompt for variable") as info:
         extract("per_document", prompts=prompts)
-    assert fake_llm.total_requests == 0
+    assert is_fatal(info.value) and fake_llm.total_requests == 0
 
 
 def test_document_delimiters_inside_the_text_are_defused(fake_llm: FakeLLMServer) -> None:

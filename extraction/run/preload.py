@@ -1,15 +1,14 @@
-"""Import the LLM stack (openai, instructor, the extractor) in the background.
+"""Import the LLM stack (openai, instructor, the extractor) in a background thread.
 
-Importing it takes ~1 s of CPU (openai alone ~0.7 s on the 2-core reference machine). A run's
-process always spends longer than that between loading its flow module and reaching the
-extract stage — Prefect creates the flow run, and in a fresh process starts its ephemeral
-API server (5–10 s) — so the import is started when the flow module loads and the extract
-stage only waits for it. Measured: the time from the job's start to its first LLM call went
-from ~1.4 s to ~0.5 s (C=32, L=1 s, ``benchmarks/bench_full_run.py``), which is what brings
-a 640-document run within 90 % of the ideal throughput.
+Importing it takes about a second of CPU, and nothing a run does before its extract stage
+needs it. A run's process spends longer than that getting there — Prefect creates the flow
+run and, in a fresh process, starts its temporary API server — so the entry points start
+the import (:func:`flows.bootstrap.bootstrap`) and the extract stage only waits for the
+rest of it (:func:`wait`, in :func:`extraction.run.assembly.build_engine`). The effect on
+the time to a run's first LLM call is measured by ``benchmarks/bench_full_run.py``.
 
-If the background import fails, nothing is reported here: `wait` returns and the caller's
-own import raises the real error where it can be handled.
+If the background import fails, nothing is reported here: :func:`wait` returns and the
+caller's own import raises the real error where it can be handled.
 """
 
 from __future__ import annotations
