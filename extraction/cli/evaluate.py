@@ -153,6 +153,6 @@ def compare_command(
 
 
 def _show(value: Any) -> str:
-    from extraction.review.feedback import format_value
+    from extraction.review.corrections import format_value
 
     return format_value(value) or "(not stated)"

@@ -225,7 +225,7 @@ _SLOW = object()
 
 
 def _parse(variable: Variable, raw: Any) -> tuple[Any, str | None]:
-    from extraction.review.feedback import normalise_value
+    from extraction.review.corrections import normalise_value
 
     if raw is None:
         return None, None
@@ -370,7 +370,8 @@ def load_gold(session: Session, project: Project, path: Path, variables: Sequenc
 def gold_from_feedback(session: Session, project: Project,
                        variables: Sequence[Variable]) -> GoldSet:
     """The reviewed cells as gold: per document × variable, the newest verdict's right value."""
-    from extraction.review.feedback import effective_feedback, truths_by_cell
+    from extraction.review.feedback import effective_feedback
+    from extraction.review.truths import truths_by_cell
 
     wanted = {v.id: v for v in variables}
     truths = truths_by_cell(list(effective_feedback(session, project).values()))

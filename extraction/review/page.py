@@ -46,7 +46,8 @@ from extraction.models import (
     Prompt,
     Variable,
 )
-from extraction.review.feedback import effective_feedback, format_value, get_job
+from extraction.review.corrections import format_value
+from extraction.review.feedback import effective_feedback, get_job
 from extraction.review.spans import clean_text, segment
 from extraction.review.verdict_files import FORMAT as VERDICT_FORMAT
 from extraction.review.verdict_files import SOURCE as VERDICT_SOURCE

@@ -34,12 +34,8 @@ from sqlalchemy.orm import Session, selectinload
 
 from extraction.errors import ExtractflowError, ValidationError
 from extraction.models import Extraction
-from extraction.review.feedback import (
-    check_feedback,
-    effective_feedback,
-    same_value,
-    store_checked,
-)
+from extraction.review.corrections import same_value
+from extraction.review.feedback import check_feedback, effective_feedback, store_checked
 
 __all__ = ["CSV_COLUMNS", "FORMAT", "SOURCE", "RowProblem", "VerdictImport", "VerdictRow",
            "import_verdict_file", "read_verdict_file"]
