@@ -1,8 +1,8 @@
 """A review workbook (xlsx) that round-trips: export a job's results, fill in verdicts, import.
 
 The ``Review`` sheet has one row per extraction: document, variable, type, extracted value,
-status, confidence, evidence quote and page, then three columns a reviewer fills in — *correct?*
-(a yes/no dropdown), *corrected value* (a dropdown of the categories for CATEGORY variables,
+status, confidence, support (does the quote state the value?), evidence quote and page, then
+three columns a reviewer fills in — *correct?* (a yes/no dropdown), *corrected value* (a dropdown of the categories for CATEGORY variables,
 true/false for BOOLEAN; free text otherwise) and *comment*. Column A holds the extraction id; it
 is hidden and, like every column a reviewer should not edit, locked by sheet protection (no
 password: protection is a guard against slips, not a security boundary).
@@ -74,6 +74,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("value", "extracted value"),
     ("status", "status"),
     ("confidence", "confidence"),
+    ("support", "support"),
     ("evidence", "evidence quote"),
     ("page", "page"),
     ("correct", "correct?"),
@@ -83,7 +84,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 _COL = {key: index + 1 for index, (key, _) in enumerate(COLUMNS)}
 _EDITABLE = ("correct", "corrected", "comment")
 _WIDTHS = {"document": 28, "variable": 18, "type": 10, "value": 28, "status": 10,
-           "confidence": 11, "evidence": 60, "page": 6, "correct": 10, "corrected": 28,
+           "confidence": 11,
+           "support": 13, "evidence": 60, "page": 6, "correct": 10, "corrected": 28,
            "comment": 40}
 _YES = {"yes", "y", "true", "correct", "ok", "1", "✓", "x"}
 _NO = {"no", "n", "false", "wrong", "incorrect", "0", "✗"}
@@ -242,6 +244,7 @@ def export_review_workbook(
         _put_text(ws, r, _COL["status"], cell.status.value)
         if cell.confidence is not None:
             ws.cell(row=r, column=_COL["confidence"], value=round(cell.confidence, 3))
+        _put_text(ws, r, _COL["support"], cell.support)
         _put_text(ws, r, _COL["evidence"], cell.evidence_quote)
         if cell.evidence_page is not None:
             ws.cell(row=r, column=_COL["page"], value=cell.evidence_page)
