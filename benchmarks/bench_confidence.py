@@ -120,7 +120,8 @@ def caught(cells: list[dict[str, Any]], factor: float, share: float = REVIEW_SHA
 
 
 def false_unsupported(cells: list[dict[str, Any]]) -> tuple[int, int]:
-    right = [c for c in cells if not c["wrong"]]
+    """Right values (with their own quote) flagged unsupported, of all such values."""
+    right = [c for c in cells if not c["wrong"] and not c.get("moved")]
     return sum(c["support"] == "unsupported" for c in right), len(right)
 
 
@@ -150,6 +151,12 @@ def main() -> None:
                 root, "spread", spread, [f"wrong_value:{share}"], s, args.mode)],
         }
 
+    # A wrong quote is one that differs from the one the same cell had without faults.
+    reference = {(c["filename"], c["variable"]): c["evidence"] for c in scenarios["correct"]}
+    for c in scenarios["wrong_quote 25%"]:
+        c["moved"] = reference.get((c["filename"], c["variable"])) != c["evidence"]
+    moved = [c for c in scenarios["wrong_quote 25%"] if c["moved"]]
+
     print(f"\nmode {args.mode}; support factor stored: {UNSUPPORTED_FACTOR}; review budget "
           f"{REVIEW_SHARE:.0%} of the answered cells\n")
     print(f"{'scenario':<17} {'cells':>5} {'wrong':>5} {'AUROC before':>12} {'after':>6} "
@@ -161,13 +168,12 @@ def main() -> None:
               f"{_pct(caught(cells, 1.0)):>17} {_pct(caught(cells, UNSUPPORTED_FACTOR)):>6} "
               f"{flagged:>5}/{right:<4} {_pct(flagged / max(right, 1))}")
 
-    # A wrong quote is one that differs from the one the same cell had without faults.
-    reference = {(c["filename"], c["variable"]): c["evidence"] for c in scenarios["correct"]}
-    moved = [c for c in scenarios["wrong_quote 25%"]
-             if reference.get((c["filename"], c["variable"])) != c["evidence"]]
+    print("targets (wrong_value 25%): AUROC after >= 0.9, caught@25% after >= 80%, "
+          "false-unsupported <= 2%")
     counts = {s: sum(c["support"] == s for c in moved)
               for s in ("unsupported", "not_checkable", "supported")}
-    print(f"\nwrong_quote 25%: {len(moved)} right values quoted with another sentence: "
+    print(f"\nwrong_quote 25%: {len(moved)} right values quoted with another sentence "
+          "(not counted as false-unsupported above): "
           + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
     print("\nwrong_value 25% per variable (support of wrong and of right values)")
