@@ -104,3 +104,15 @@ def test_wrong_values_beside_right_quotes_are_stored_unsupported_and_rank_last(
     column = [key for key, _ in COLUMNS].index("support")
     marks = [row[column] for row in sheet.iter_rows(min_row=2, values_only=True)]
     assert sorted(set(marks)) == ["supported", "unsupported"]
+
+    # A re-run re-uses the cells without asking the server, and keeps their verdicts.
+    asked = llm.total_requests
+    with db.session_scope(db_url) as s:
+        again = create_run_job(s, get_settings(), kind=JobKind.FULL, project="trials").id
+    _run(db_url, again)
+    assert llm.total_requests == asked
+    with db.session_scope(db_url) as s:
+        def verdicts(job: uuid.UUID) -> dict:
+            return {(e.document_id, e.variable_id): (e.support, e.support_reason, e.confidence)
+                    for e in s.scalars(select(Extraction).where(Extraction.job_id == job))}
+        assert verdicts(again) == verdicts(job_id)
