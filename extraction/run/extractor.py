@@ -10,8 +10,8 @@ caps how many are in flight).
 
 Answers are normalised by the response model (:mod:`extraction.llm.response_models`), quotes are
 grounded in the full document text (:mod:`extraction.run.grounding`; offsets are relative to the
-whole document even when it was sent in chunks), and confidence is combined
-(:mod:`extraction.run.confidence`).
+whole document even when it was sent in chunks), each value is checked against its own quote
+(:mod:`extraction.run.support`), and confidence is combined (:mod:`extraction.run.confidence`).
 
 **Long documents.** A call's budget is ``llm_context_tokens`` minus the prompt (system message,
 blocks, the answer schema) and the answer's ``max_tokens``. A document whose estimated tokens
