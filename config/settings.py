@@ -85,6 +85,12 @@ class Settings(BaseSettings):
 
     # Extraction defaults
     extraction_mode: ExtractionMode = "per_document"
+    support_text_coverage: float = Field(
+        default=0.6, ge=0, le=1,
+        description="Share of a TEXT value's words its quote must contain to support it.")
+    support_date_languages: list[str] = Field(
+        default_factory=lambda: ["en", "de", "fr", "es", "it", "nl", "pt"],
+        description="Languages DATE quotes are read in by the support check; [] = detect.")
 
     # Refinement: share of the context window that worked examples of all variables may use
     refine_examples_share: float = Field(default=0.15, gt=0, le=0.5)

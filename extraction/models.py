@@ -371,6 +371,9 @@ class Extraction(Base):
     evidence_end: Mapped[int | None] = mapped_column(Integer, nullable=True)
     evidence_page: Mapped[int | None] = mapped_column(Integer, nullable=True)
     grounded: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    #: supported / unsupported / not_checkable: can the value be read from its own quote?
+    support: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    support_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     status: Mapped[ExtractionStatus] = mapped_column(_enum(ExtractionStatus))
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=1)

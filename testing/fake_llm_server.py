@@ -1875,6 +1875,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         metavar="KIND:P",
         help="random fault rate, e.g. 429:0.05 (repeatable)",
     )
+    parser.add_argument("--answer-fault", action="append", default=[], metavar="KIND:SHARE",
+                        help="wrong answers, e.g. wrong_value:0.25 (testing/answer_faults.py)")
     parser.add_argument("--exit-on-stdin-eof", action="store_true")
     args = parser.parse_args(argv)
 
@@ -1894,6 +1896,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     for spec in args.fail_rate:
         kind, _, probability = spec.rpartition(":")
         server.fail_rate(kind, float(probability), args.seed)
+    if args.answer_fault:
+        from testing.answer_faults import with_answer_faults
+
+        server.responder = with_answer_faults(server.responder, args.answer_fault, args.seed)
 
     def announce(ready: FakeLLMServer) -> None:
         print(ready.base_url, flush=True)

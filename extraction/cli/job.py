@@ -163,13 +163,13 @@ def results(
     if json_out:
         emit_json(items)
         return
-    t = table("document", "variable", "value", "status", "conf.", "evidence", "page",
+    t = table("document", "variable", "value", "status", "conf.", "support", "evidence", "page",
               title=f"{len(items)} extractions")
     for e in items:
         t.add_row(e["filename"] or e["document_id"][:8], e["variable"],
                   "" if e["value"] is None else _short(e["value"], 40), e["status"],
                   "" if e["confidence"] is None else f"{e['confidence']:.2f}",
-                  _short(e["evidence"] or e["error"] or "", 60),
+                  e["support"] or "", _short(e["evidence"] or e["error"] or "", 60),
                   "" if e["page"] is None else str(e["page"]))
     console.print(t)
 

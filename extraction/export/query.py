@@ -79,6 +79,7 @@ CELLS_SCHEMA = pa.schema([
     ("prompt_version", pa.int32()),
     ("model", pa.string()),
     ("job_id", pa.string()),
+    ("support", pa.string()),
 ])
 
 
@@ -182,6 +183,7 @@ def _rows_statement(selected: Select[Any] | None, job_id: uuid.UUID | None,
     ]
     if with_evidence:
         columns += [Extraction.evidence_quote, Extraction.evidence_page]
+    columns.append(Extraction.support)  # always last: _batches reads it as columns[-1]
     statement = (
         select(*columns)
         .select_from(Extraction)
@@ -225,6 +227,7 @@ def _batches(rows: Iterator[Sequence[Sequence[Any]]], variables: list[ExportVari
             pa.array(columns[6], pa.int32()),
             pa.array(columns[7], pa.string()),
             pa.array(columns[8], pa.string()),
+            pa.array(columns[-1], pa.string()),
         ], schema=CELLS_SCHEMA)
 
 

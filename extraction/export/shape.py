@@ -7,9 +7,9 @@ NUMBER variable stays a number beside a DATE one) and its own name and position,
 column list does not depend on which variables happen to have values.
 
 Every output column has one name, fixed up front in a :class:`Layout`: ``<variable>`` then,
-when asked, ``<variable>__confidence``, ``<variable>__evidence``, ``<variable>__page`` and,
-with a ``min_confidence``, ``<variable>__flagged``. Long (one row per extraction) has
-``document_id, filename, [document_text], variable, type, value, status, [confidence],
+when asked, ``<variable>__confidence`` and ``<variable>__support``, ``<variable>__evidence``,
+``<variable>__page`` and, with a ``min_confidence``, ``<variable>__flagged``. Long (one row per
+extraction) has ``document_id, filename, [document_text], variable, type, value, status, [confidence, support],
 [evidence, page], prompt_version, model, job_id, [flagged]``: columns in brackets appear only
 when their option is set, in every format.
 
@@ -61,6 +61,7 @@ class VariableColumns:
     value: str
     typed_kind: TypedKind
     confidence: str | None = None
+    support: str | None = None  # beside confidence: supported / unsupported / not_checkable
     evidence: str | None = None
     page: str | None = None
     flagged: str | None = None
@@ -84,7 +85,8 @@ class Layout:
     def wide_columns(self) -> list[str]:
         names = list(self.fixed_columns)
         for vc in self.variables:
-            names += [c for c in (vc.value, vc.confidence, vc.evidence, vc.page, vc.flagged) if c]
+            names += [c for c in (vc.value, vc.confidence, vc.support, vc.evidence, vc.page,
+                                  vc.flagged) if c]
         return names
 
     @property
@@ -131,7 +133,7 @@ def plan_layout(con: duckdb.DuckDBPyConnection, variables: list[ExportVariable],
         long_columns.append("document_text")
     long_columns += ["variable", "type", "value", "status"]
     if options.include_confidence:
-        long_columns.append("confidence")
+        long_columns += ["confidence", "support"]
     if options.include_source_text:
         long_columns += ["evidence", "page"]
     long_columns += ["prompt_version", "model", "job_id"]
@@ -149,6 +151,7 @@ def plan_layout(con: duckdb.DuckDBPyConnection, variables: list[ExportVariable],
             value=value_names[v.index],
             typed_kind=kinds[v.index],
             confidence=namer.take(f"{v.name}__confidence") if options.include_confidence else None,
+            support=namer.take(f"{v.name}__support") if options.include_confidence else None,
             evidence=namer.take(f"{v.name}__evidence") if options.include_source_text else None,
             page=namer.take(f"{v.name}__page") if options.include_source_text else None,
             flagged=(namer.take(f"{v.name}__flagged")
@@ -198,6 +201,8 @@ def wide_sql(layout: Layout, *, typed: bool, neutralise: bool = False,
              is_text)]
         if vc.confidence:
             columns.append((vc.confidence, f"first(confidence) {where}", False))
+        if vc.support:
+            columns.append((vc.support, f"first(support) {where}", True))
         if vc.evidence and vc.page:
             columns.append((vc.evidence, f"first(evidence) {where}", True))
             columns.append((vc.page, f"first(page) {where}", False))
@@ -225,7 +230,7 @@ def long_sql(layout: Layout, *, neutralise: bool = False, typed_values: bool = F
     """
     with_text = layout.options.include_document_text if document_text is None else document_text
     text_columns = {"document_id", "filename", "document_text", "variable", "type", "value",
-                    "status", "evidence", "model", "job_id"}
+                    "status", "support", "evidence", "model", "job_id"}
     expressions = {"value": "CASE WHEN s.flagged THEN NULL ELSE s.value_text END"}
     select: list[str] = []
     for name in layout.long_columns:

@@ -158,7 +158,7 @@ def write_json(con: duckdb.DuckDBPyConnection, layout: Layout, path: Path,
 
     Values are typed (numbers, booleans, lists; dates as ISO strings). With confidence,
     source text or a threshold asked, each value is an object ``{value, status, confidence,
-    evidence, page, flagged}`` holding the parts that were asked for.
+    support, evidence, page, flagged}`` holding the parts that were asked for.
     """
     cursor = con.execute(wide_sql(layout, typed=True, with_status=layout.with_metadata))
     names = [d[0] for d in cursor.description]
@@ -180,6 +180,8 @@ def write_json(con: duckdb.DuckDBPyConnection, layout: Layout, path: Path,
                     meta: dict[str, Any] = {"value": value, "status": record[vc.status]}
                     if vc.confidence:
                         meta["confidence"] = record[vc.confidence]
+                    if vc.support:
+                        meta["support"] = record[vc.support]
                     if vc.evidence and vc.page:
                         meta["evidence"] = record[vc.evidence]
                         meta["page"] = record[vc.page]

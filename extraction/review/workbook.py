@@ -5,8 +5,8 @@ results into it, a reviewer fills in verdicts, :mod:`extraction.review.workbook_
 them back. Both sides use the sheet names and columns defined here, so they cannot drift apart.
 
 The ``Review`` sheet has one row per extraction: document, variable, type, extracted value,
-status, confidence, evidence quote and page, then three columns a reviewer fills in — *correct?*
-(a yes/no dropdown), *corrected value* (a dropdown of the categories for CATEGORY variables,
+status, confidence, support (does the quote state the value?), evidence quote and page, then
+three columns a reviewer fills in — *correct?* (a yes/no dropdown), *corrected value* (a dropdown of the categories for CATEGORY variables,
 true/false for BOOLEAN; free text otherwise) and *comment*. Column A holds the extraction id,
 which is how a row finds its extraction again on import.
 """
@@ -35,6 +35,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("value", "extracted value"),
     ("status", "status"),
     ("confidence", "confidence"),
+    ("support", "support"),
     ("evidence", "evidence quote"),
     ("page", "page"),
     ("correct", "correct?"),

@@ -42,7 +42,7 @@ from extraction.review.workbook import (
 __all__ = ["ExportSummary", "export_review_workbook"]
 
 _WIDTHS = {"document": 28, "variable": 18, "type": 10, "value": 28, "status": 10,
-           "confidence": 11, "evidence": 60, "page": 6, "correct": 10, "corrected": 28,
+           "confidence": 11, "support": 13, "evidence": 60, "page": 6, "correct": 10, "corrected": 28,
            "comment": 40}
 _MAX_CELL = 32_000  # Excel holds at most 32,767 characters per cell
 _EDIT_FILL = PatternFill("solid", fgColor="FFF2CC")
@@ -195,6 +195,7 @@ def export_review_workbook(
         _put_text(ws, r, _COL["status"], cell.status.value)
         if cell.confidence is not None:
             ws.cell(row=r, column=_COL["confidence"], value=round(cell.confidence, 3))
+        _put_text(ws, r, _COL["support"], cell.support)
         _put_text(ws, r, _COL["evidence"], cell.evidence_quote)
         if cell.evidence_page is not None:
             ws.cell(row=r, column=_COL["page"], value=cell.evidence_page)

@@ -2,7 +2,8 @@
 
 Formula (every factor is in 0..1, so the result is too; rounded to 4 decimals)::
 
-    confidence = self_reported × grounding_factor × consistency_factor × token_probability
+    confidence = self_reported × grounding_factor × consistency_factor × support_factor
+                 × token_probability
 
 * ``self_reported`` — the ``confidence`` the model gave for this variable (percentages are
   already turned into fractions by the response model). Stored as well, unchanged, in
@@ -15,6 +16,14 @@ Formula (every factor is in 0..1, so the result is too; rounded to 4 decimals)::
 * ``consistency_factor`` — :data:`CONTRADICTION_FACTOR` (0.5) when the model said
   ``not_found`` yet gave a value (the value is kept, see :mod:`extraction.llm.response_models`),
   else 1.0.
+* ``support_factor`` — :data:`UNSUPPORTED_FACTOR` (0.5) when the value cannot be read from its
+  own quote (:mod:`extraction.run.support`: the quote states 356, the value is 363), else 1.0
+  (supported, or not checkable). Stored beside the cell as ``support`` and ``support_reason``.
+  0.5 by measurement (``python -m benchmarks.bench_confidence``): any factor below 1 ranks the
+  flagged cells first when self-reports are alike, and 0.5 still pushes a 0.95 self-report
+  under a 0.5 one, while a right value that the check misreads (a paraphrase the rules do not
+  know) loses no more than half. It stacks with the grounding factor: a value that is neither
+  in its quote nor with a quote that is in the document keeps a quarter.
 * ``token_probability`` — only when logprobs were requested (``llm_request_logprobs``) and the
   server returned them: the mean, over the completion's tokens, of ``exp(logprob)``, i.e. the
   average probability the model gave to the tokens it wrote. Servers that do not return them
@@ -31,10 +40,17 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-__all__ = ["CONTRADICTION_FACTOR", "UNGROUNDED_FACTOR", "combine", "mean_token_probability"]
+__all__ = [
+    "CONTRADICTION_FACTOR",
+    "UNGROUNDED_FACTOR",
+    "UNSUPPORTED_FACTOR",
+    "combine",
+    "mean_token_probability",
+]
 
 UNGROUNDED_FACTOR = 0.5
 CONTRADICTION_FACTOR = 0.5
+UNSUPPORTED_FACTOR = 0.5
 
 
 def mean_token_probability(logprobs: Iterable[float]) -> float | None:
@@ -52,6 +68,8 @@ def combine(
     grounded: bool | None,
     token_probability: float | None = None,
     contradicted: bool = False,
+    unsupported: bool = False,
+    unsupported_factor: float = UNSUPPORTED_FACTOR,
 ) -> float | None:
     """The stored confidence (see the module docstring for the formula).
 
@@ -61,6 +79,9 @@ def combine(
         grounded: Whether the evidence quote was located in the document.
         token_probability: Mean token probability of the call, if the server gave logprobs.
         contradicted: The model's status said not_found although it gave a value.
+        unsupported: The value cannot be read from its own evidence quote.
+        unsupported_factor: What an unsupported value is multiplied by (benchmarks set 1.0
+            to measure the confidence without the check).
     """
     if self_reported is None:
         return None
@@ -69,6 +90,8 @@ def combine(
         value *= UNGROUNDED_FACTOR
     if found and contradicted:
         value *= CONTRADICTION_FACTOR
+    if found and unsupported:
+        value *= unsupported_factor
     if token_probability is not None:
         value *= min(1.0, max(0.0, token_probability))
     return round(value, 4)

@@ -10,8 +10,8 @@ caps how many are in flight).
 
 Answers are normalised by the response model (:mod:`extraction.llm.response_models`), quotes are
 grounded in the full document text (:mod:`extraction.run.grounding`; offsets are relative to the
-whole document even when it was sent in chunks), and confidence is combined
-(:mod:`extraction.run.confidence`).
+whole document even when it was sent in chunks), each value is checked against its own quote
+(:mod:`extraction.run.support`), and confidence is combined (:mod:`extraction.run.confidence`).
 
 **Long documents.** A call's budget is ``llm_context_tokens`` minus the prompt (system message,
 blocks, the answer schema) and the answer's ``max_tokens``. A document whose estimated tokens
@@ -65,6 +65,7 @@ from extraction.run.results import (
     PromptInfo,
     VariableInfo,
 )
+from extraction.run.support import Support, check_support
 
 __all__ = ["MAX_RECHUNKS", "MIN_CHUNK_TOKENS", "Extractor", "build_messages"]
 
@@ -165,6 +166,7 @@ class _Pick:
     answer: VariableAnswer | None
     grounding: Grounding | None
     confidence: float | None
+    support: Support | None = None
 
 
 async def _all_or_raise(awaitables: Sequence[Awaitable[_T]]) -> list[_T]:
@@ -360,12 +362,16 @@ class Extractor:
                                         payload=_Pick(call, answer, None, confidence))
         grounding = ground(answer.evidence, document.text, document.page_offsets,
                            window=(call.chunk.start, call.chunk.end))
+        support = check_support(variable, answer.value, answer.evidence,
+                                text_coverage=self.settings.support_text_coverage,
+                                date_languages=self.settings.support_date_languages)
         confidence = combine(answer.confidence, found=True, grounded=grounding.grounded,
-                             token_probability=probability, contradicted=answer.contradicted)
+                             token_probability=probability, contradicted=answer.contradicted,
+                             unsupported=support.unsupported)
         position = grounding.start if grounding.grounded else call.chunk.start
         return chunking.ChunkAnswer(index, "found", confidence=confidence,
                                     grounded=grounding.grounded, position=position,
-                                    payload=_Pick(call, answer, grounding, confidence))
+                                    payload=_Pick(call, answer, grounding, confidence, support))
 
     def _raw_answer(self, call: _Call, variable: VariableInfo, answer: VariableAnswer) -> str:
         parsed = raw_json(call.result.raw_text) if call.result is not None else None
@@ -420,6 +426,8 @@ class Extractor:
                     cell.evidence_start = grounding.start
                     cell.evidence_end = grounding.end
                     cell.evidence_page = grounding.page
+                    if pick.support is not None:
+                        cell.support, cell.support_reason = pick.support.status, pick.support.reason
                 else:
                     cell.status = ExtractionStatus.NOT_FOUND
             cells.append(cell)

@@ -76,6 +76,10 @@ class CellResult:
     evidence_end: int | None = None
     evidence_page: int | None = None
     grounded: bool | None = None
+    #: Value–quote agreement (:mod:`extraction.run.support`): supported / unsupported /
+    #: not_checkable, and why.
+    support: str | None = None
+    support_reason: str | None = None
     error: str | None = None
     attempts: int = 1
     tokens_in: int = 0

@@ -53,7 +53,7 @@ __all__ = ["ChunkOutcome", "ChunkRunner", "DocumentExtractor", "FatalRunError", 
 _REUSABLE = (ExtractionStatus.OK, ExtractionStatus.NOT_FOUND)
 _COPIED_FIELDS = (
     "value", "raw_answer", "confidence", "self_confidence", "evidence_quote", "evidence_start",
-    "evidence_end", "evidence_page", "grounded", "status",
+    "evidence_end", "evidence_page", "grounded", "support", "support_reason", "status",
 )
 
 
@@ -257,6 +257,8 @@ class ChunkRunner:
             "evidence_end": None,
             "evidence_page": None,
             "grounded": None,
+            "support": None,
+            "support_reason": None,
             "error": None,
             "attempts": 1,
             "tokens_in": 0,
@@ -406,6 +408,7 @@ class ChunkRunner:
             self_confidence=cell.self_confidence, evidence_quote=cell.evidence_quote,
             evidence_start=cell.evidence_start, evidence_end=cell.evidence_end,
             evidence_page=cell.evidence_page, grounded=cell.grounded, status=cell.status,
+            support=cell.support, support_reason=cell.support_reason,
             error=cell.error, attempts=cell.attempts, tokens_in=cell.tokens_in,
             tokens_out=cell.tokens_out, latency_ms=cell.latency_ms,
         )

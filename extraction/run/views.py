@@ -122,6 +122,8 @@ def extraction_to_dict(extraction: Extraction) -> dict[str, Any]:
         "evidence_end": extraction.evidence_end,
         "page": extraction.evidence_page,
         "grounded": extraction.grounded,
+        "support": extraction.support,
+        "support_reason": extraction.support_reason,
         "prompt_id": str(extraction.prompt_id) if extraction.prompt_id else None,
         "prompt_version": prompt.version if prompt is not None else None,
         "model": extraction.model,

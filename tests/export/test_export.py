@@ -146,7 +146,7 @@ def test_confidence_and_source_text_appear_only_when_asked(
     if fmt == "json":
         doc = json.loads(rich.path.read_text())["documents"][0]
         assert doc["enrollment"] == {"value": 120, "status": "ok", "confidence": 0.95,
-                                     "evidence": "120 participants", "page": 2}
+                                     "support": None, "evidence": "120 participants", "page": 2}
 
 
 def _column_names(result: ExportResult) -> list[str]:
@@ -494,6 +494,7 @@ def test_variable_names_that_clash_with_generated_columns(
     result = export(session, tmp_path, "csv-wide", project="clash", include_confidence=True)
     frame = read_csv(result.path)
     assert list(frame.columns) == ["document_id", "filename", "dose", "dose__confidence_2",
-                                   "dose__confidence", "dose__confidence__confidence"]
+                                   "dose__support", "dose__confidence",
+                                   "dose__confidence__confidence", "dose__confidence__support"]
     assert frame.iloc[0]["dose__confidence"] == "high"
     assert frame.iloc[0]["dose__confidence_2"] == "0.7"

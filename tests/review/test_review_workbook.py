@@ -147,7 +147,7 @@ def test_invalid_rows_are_all_reported_and_nothing_is_imported(
     assert len(problems) == 5
     enrol = rows[_row_of(path, "doc0.txt", "enrollment")]
     assert enrol["column"] == "corrected value" and "not a valid value" in enrol["message"]
-    assert enrol["field"] == f"Review!K{enrol['row']}"
+    assert enrol["field"] == f"Review!L{enrol['row']}"
     assert "choose one of" in rows[_row_of(path, "doc1.txt", "phase")]["message"]
     assert "use yes or no" in rows[_row_of(path, "doc2.txt", "randomised")]["message"]
     assert "without a verdict" in rows[_row_of(path, "doc2.txt", "sponsor")]["message"]
@@ -167,8 +167,8 @@ def test_edited_header_missing_sheet_and_non_workbooks(session: Session, tmp_pat
     wb.save(edited)
     with pytest.raises(ValidationError) as err:
         import_review_workbook(session, edited)
-    assert err.value.field == "Review!K1"
-    assert "column K" in err.value.detail and "'corrected value'" in err.value.detail
+    assert err.value.field == "Review!L1"
+    assert "column L" in err.value.detail and "'corrected value'" in err.value.detail
     assert "'fixed value'" in err.value.detail
 
     wb = load_workbook(path)
