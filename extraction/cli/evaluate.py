@@ -31,14 +31,17 @@ def _num(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
 
 
-def _table(title: str, *columns: str) -> Any:
-    """A compact table: numbers never wrap (the report has the full precision)."""
+def _table(title: str, *columns: str, names: list[str]) -> Any:
+    """A compact table that fits 80 columns: nothing wraps (the report has every digit)."""
     from rich import box
     from rich.table import Table
 
-    t = Table(title=title, box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
-    for i, column in enumerate(columns):
-        t.add_column(column, no_wrap=i > 0, overflow="fold")
+    t = Table(title=title, box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False,
+              padding=(0, 0), show_edge=False)
+    width = max([len(columns[0]), *(len(n) for n in names)])
+    t.add_column(columns[0], no_wrap=True, min_width=width)
+    for column in columns[1:]:
+        t.add_column(column, no_wrap=True, justify="right")
     return t
 
 
@@ -55,8 +58,8 @@ def _print_evaluation(data: dict[str, Any]) -> None:
                           "problem(s) (--json lists them all)", markup=False)
     t = _table(f"{data['project']}: {data['cells']} cells in {data['documents']} documents "
                f"against {Path(data['gold']['source']).name}",
-               "variable", "cells", "accuracy (95% CI)", "P", "R", "F1", "wrong", "omit",
-               "halluc", "κ", "α")
+               "variable", "n", "accuracy (95% CI)", "P", "R", "F1", "W", "O", "H", "κ", "α",
+               names=[v["variable"] for v in data["variables"]])
     for v in data["variables"]:
         t.add_row(v["variable"], str(v["cells"]), _ci(v["accuracy"]),
                   _num(v["precision"]["value"]), _num(v["recall"]["value"]),
@@ -68,6 +71,8 @@ def _print_evaluation(data: dict[str, Any]) -> None:
               _num(o["recall"]["value"]), _num(o["f1"]["value"]), str(o["wrong"]),
               str(o["omission"]), str(o["hallucination"]), "", "")
     console.print(t)
+    console.print("n cells scored · P/R/F1: a value is the positive class · W wrong, "
+                  "O omitted, H hallucinated", markup=False, highlight=False)
     cal = data["calibration"]
     console.print(f"Confidence: AUROC {_num(cal['auroc'])}, ECE {_num(cal['ece'])} over "
                   f"{cal['cells']} cells. Reviewing the least confident "
@@ -131,7 +136,8 @@ def compare_command(
         emit_json(data)
         return
     t = _table(f"{data['project']}: job {data['job_a'][:8]} vs {data['job_b'][:8]}",
-               "variable", "type", "cells", "agree", "agreement", "κ", "α")
+               "variable", "type", "cells", "agree", "agreement", "κ", "α",
+               names=[v["variable"] for v in data["variables"]])
     for v in data["variables"]:
         t.add_row(v["variable"], v["type"], str(v["cells"]), str(v["agree"]),
                   "–" if v["agreement"] is None else f"{v['agreement']:.1%}",

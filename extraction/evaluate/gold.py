@@ -241,9 +241,8 @@ def _parse(variable: Variable, raw: Any) -> tuple[Any, str | None]:
 class _Builder:
     """Collects cells and problems; refuses a second value for the same cell."""
 
-    def __init__(self, gold: GoldSet, variables: dict[str, Variable]) -> None:
+    def __init__(self, gold: GoldSet) -> None:
         self.gold = gold
-        self.variables = variables
         self.seen: dict[tuple[str, str], int | None] = {}
         # the same spelling of a value parses the same way: categories, booleans and repeated
         # numbers are parsed once per variable
@@ -321,7 +320,7 @@ def load_gold(session: Session, project: Project, path: Path, variables: Sequenc
             "header (row 1)", field="gold", instance=str(path))
     shape = "long" if all(c in index for c in _LONG_COLUMNS) else "wide"
     gold = GoldSet(source=str(path), shape=shape)
-    build = _Builder(gold, wanted)
+    build = _Builder(gold)
     docs = _Documents(session, project)
     if shape == "wide":
         columns: list[tuple[int, str, Variable]] = []

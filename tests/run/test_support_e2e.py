@@ -17,7 +17,8 @@ from config.settings import get_settings
 from extraction import db
 from extraction.export import ExportOptions, export_project
 from extraction.models import Document, Extraction, JobKind, Variable
-from extraction.review.workbook import COLUMNS, REVIEW_SHEET, export_review_workbook
+from extraction.review.workbook import COLUMNS, REVIEW_SHEET
+from extraction.review.workbook_export import export_review_workbook
 from extraction.run import jobs
 from extraction.run.plan import create_run_job
 from extraction.run.summary import finalize_job
