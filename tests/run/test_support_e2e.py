@@ -19,7 +19,7 @@ from extraction.export import ExportOptions, export_project
 from extraction.models import Document, Extraction, JobKind, Variable
 from extraction.review.workbook import COLUMNS, REVIEW_SHEET
 from extraction.review.workbook_export import export_review_workbook
-from extraction.run import jobs
+from extraction.run import jobs, views
 from extraction.run.plan import create_run_job
 from extraction.run.summary import finalize_job
 from testing.answer_faults import AnswerFaults
@@ -68,8 +68,8 @@ def test_wrong_values_beside_right_quotes_are_stored_unsupported_and_rank_last(
                          .join(Document, Document.id == Extraction.document_id)
                          .join(Variable, Variable.id == Extraction.variable_id)
                          .where(Extraction.job_id == job_id)).all()
-        results = [jobs.extraction_to_dict(e) for e in
-                   jobs.job_results(s, jobs.get_job(s, str(job_id)))]
+        results = [views.extraction_to_dict(e) for e in
+                   views.job_results(s, jobs.get_job(s, str(job_id)))]
     assert len(rows) == DOCS * 5
     right_conf, wrong_conf = [], []
     for extraction, filename, name in rows:
