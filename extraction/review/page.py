@@ -204,7 +204,8 @@ def build_page_data(
         select(Extraction.id, Extraction.document_id, Extraction.variable_id, Extraction.value,
                Extraction.status, Extraction.confidence, Extraction.evidence_quote,
                Extraction.evidence_start, Extraction.evidence_end, Extraction.evidence_page,
-               Extraction.grounded, Extraction.error, Extraction.model, Prompt.version)
+               Extraction.grounded, Extraction.support, Extraction.support_reason,
+               Extraction.error, Extraction.model, Prompt.version)
         .outerjoin(Prompt, Prompt.id == Extraction.prompt_id)
         .where(Extraction.job_id == job_row.id)))
     variables = list(session.scalars(
@@ -228,6 +229,7 @@ def build_page_data(
             "value": _finite(c.value), "shown": _shown(c.status, c.value, c.error),
             "status": c.status.value, "confidence": _confidence(c.confidence),
             "quote": c.evidence_quote, "page": c.evidence_page, "grounded": c.grounded,
+            "support": c.support, "support_reason": c.support_reason,
             "drawn": False, "prompt_version": c.version, "model": c.model or job_row.model,
             "saved": None if verdict is None else {
                 "is_correct": verdict.is_correct,

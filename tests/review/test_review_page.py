@@ -184,3 +184,17 @@ def test_the_run_summary_artifact_names_the_command_that_writes_the_page(
     s = make_sample(session)
     assert f"`extractflow review html {s.job.id} -o review-{str(s.job.id)[:8]}.html`" in \
         summary_markdown(s.job)
+
+
+def test_a_value_its_quote_does_not_state_is_flagged_unsupported(session: Session) -> None:
+    s = make_sample(session)
+    cell = s.cells[(0, "enrollment")]
+    cell.support, cell.support_reason = "unsupported", "the quote states 356, not 363"
+    session.commit()
+    html = render_review_page(session, s.job.id)
+    data, _ = _blocks(html)
+    by = {(v["doc"], data["variables"][v["var"]]["name"]): v for v in data["values"]}
+    assert (by[(0, "enrollment")]["support"], by[(0, "enrollment")]["support_reason"]) == (
+        "unsupported", "the quote states 356, not 363")
+    assert by[(0, "phase")]["support"] is None
+    assert 'class: "tag unsupported"' in html

@@ -347,6 +347,8 @@
     if (v.status === "ok" && !v.drawn) line1.appendChild(el("span", { class: "tag ungrounded",
       title: v.grounded === false ? "the quote was not found in the text" : "the stored offsets do not fit the text",
       text: v.grounded === false ? "ungrounded" : "no span" }));
+    if (v.support === "unsupported") line1.appendChild(el("span", { class: "tag unsupported",
+      title: v.support_reason || "the quote does not state this value", text: "unsupported" }));
     line1.appendChild(el("span", { class: "conf", title: "confidence" }, fmtConf(v.confidence),
       el("span", { class: "bar" }, el("i", { style: { width: Math.round(confOf(v) * 100) + "%" } }))));
     var meta = ["prompt v" + (v.prompt_version === null ? "?" : v.prompt_version), "model " + (v.model || "?")];
