@@ -94,6 +94,14 @@ class Settings(BaseSettings):
     global_concurrency_limit_name: str = "extractflow-llm"
     global_concurrency_limit: int = Field(default=32, ge=1)
     rate_limit_per_second: float | None = Field(default=None, gt=0)
+    llm_slot_lease_seconds: float = Field(
+        default=60.0, ge=60, description="Lease on a run's shared slots (Prefect's minimum is "
+        "60 s), renewed at 3/4 of it; a run that dies on another host frees its slots after "
+        "this plus the server's repossessor loop (on the same host: at once).")
+    slot_poll_seconds: float = Field(
+        default=1.0, gt=0, le=30, description="How often a run that waits for slots asks again.")
+    slot_reclaim_seconds: float = Field(
+        default=5.0, gt=0, description="How often a waiting run looks for slots of dead runs.")
     documents_per_chunk: int = Field(default=50, ge=1)
     # Runs (sample/full): overlap of chunks, write cadence, cancellation and resume
     rate_limit_name: str = "extractflow-llm-rate"

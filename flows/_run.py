@@ -36,7 +36,7 @@ from prefect.states import Cancelled, Failed, State
 from config.settings import Settings, get_settings
 from extraction.db import session_scope
 from extraction.errors import ExtractflowError
-from extraction.llm.limits import combine
+from extraction.llm.limits import SlotWaitStopped, combine
 from extraction.models import JobKind, JobStatus, LogLevel, ProcessingJob
 from extraction.run import jobs
 from extraction.run.plan import chunked, create_run_job, load_plan, open_job, pending_documents
@@ -208,13 +208,14 @@ async def _extract_stage(job_id: uuid.UUID, settings: Settings, stop: asyncio.Ev
         )
     limiter = combine(process_limiter(settings.llm_concurrency), rate_bucket(settings))
 
-    def waiting() -> None:
+    def waiting(holders: str) -> None:
         _log(job_id, "waiting_for_slots",
              f"waiting for {slots} slots of the global limit "
-             f"'{settings.global_concurrency_limit_name}' (other runs hold them)",
+             f"'{settings.global_concurrency_limit_name}' ({holders})",
              level=LogLevel.WARNING)
 
-    lease = slot_lease(settings, slots, on_wait=lambda: asyncio.to_thread(waiting))
+    lease = slot_lease(settings, slots, on_wait=lambda holders: asyncio.to_thread(
+        waiting, holders), job_id=job_id, flow_run_id=runtime_flow_run.id, stop=stop)
     # The stage holds the lease from here to the end (chunks share it), and asks for it while
     # the engine is built: a process's first acquisition takes a moment, and so does the end
     # of the LLM stack's import (flows/_preload.py) if the run got here quickly.
@@ -229,7 +230,11 @@ async def _extract_stage(job_id: uuid.UUID, settings: Settings, stop: asyncio.Ev
         raise
     pending: set[asyncio.Future[ChunkOutcome]] = set()
     try:
-        await entering
+        try:
+            await entering
+        except SlotWaitStopped:  # cancelled while waiting for slots: nothing was started
+            total.stopped = True
+            return total
         per_doc_calls = 1 if plan.mode == "per_document" else max(1, len(plan.variables))
         in_flight_docs = -(-slots // per_doc_calls) + max(2, slots // 4)
         runner = ChunkRunner(

@@ -8,14 +8,16 @@ slots, named ``settings.global_concurrency_limit_name``) and, optionally, a Pref
 (``settings.rate_limit_per_second``). Both are created on first use by the flow layer
 (``flows/_limits.py``); this module holds the Prefect-free machinery.
 
-Measured on Prefect 3.8.8 (see issue 6): taking a Prefect slot costs ~11 ms when one is free,
-but under contention the client polls coarsely (32 jobs of 0.2 s at limit 8 took 9.1 s instead
-of 0.8 s). One slot per LLM call would therefore cap throughput far below C/L. Instead:
+Taking a Prefect slot costs a round trip to the Prefect API, and under contention Prefect's
+client polls coarsely, so one slot per LLM call would cap throughput far below C/L (the
+figures are in ``benchmarks/``). Instead:
 
 * :class:`SlotLease` — a run takes ``C`` slots of the global limit ONCE (``C`` =
   ``settings.llm_concurrency``, capped by the limit's size) when its first chunk starts, shares
   them between its overlapping chunks, and gives them back as soon as no chunk is active (end
-  of the extract stage, a cancel, a crash — the Prefect lease expires). ``sum(C)`` over the
+  of the extract stage, a cancel). A run that dies holding them is found by the next run
+  that waits (its owner is recorded; see ``extraction/llm/slot_claims.py``), which releases
+  them before it waits. ``sum(C)`` over the
   runs holding slots is therefore ≤ the global limit: two runs or two workers never exceed the
   quota together. A run that cannot get its slots waits (and says so in its log) until
   another run finishes; set ``global_concurrency_limit`` ≥ the sum of the ``llm_concurrency``
@@ -43,7 +45,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Self
 
-__all__ = ["ProcessLimiter", "SlotLease", "TokenBucket", "combine"]
+__all__ = ["ProcessLimiter", "SlotLease", "SlotWaitStopped", "TokenBucket", "combine"]
+
+
+class SlotWaitStopped(Exception):
+    """A run was stopped (cancelled, interrupted) while it waited for its shared slots."""
 
 
 class ProcessLimiter:
