@@ -180,7 +180,9 @@ def test_killed_embedded_run_frees_its_slots_and_its_server(db_url: str, llm: Fa
     assert len(outcome["calls"]) == 4
     assert outcome["reclaimed"], "the dead run's slots were not reclaimed"
     assert "reclaimed by job" in outcome["reclaimed"][0].message
-    assert _seconds_to_first_call(outcome) < 10, outcome["timeline"]  # setup included
+    # Reclaimed before it had to wait; the rest of the gap is the run's normal set-up.
+    assert "waiting_for_slots" not in [event for _, event, _ in outcome["timeline"]]
+    assert _seconds_to_first_call(outcome) < 15, outcome["timeline"]
 
 
 def test_killed_run_frees_its_slots_on_a_prefect_server(db_url: str, llm: FakeLLMServer,
@@ -208,4 +210,6 @@ def test_killed_run_frees_its_slots_on_a_prefect_server(db_url: str, llm: FakeLL
     assert outcome["second"]["status"] == "COMPLETE"
     assert len(outcome["calls"]) == 4
     assert outcome["reclaimed"], "the dead run's slots were not reclaimed"
-    assert _seconds_to_first_call(outcome) < 10, outcome["timeline"]  # setup included
+    # Reclaimed before it had to wait; the rest of the gap is the run's normal set-up.
+    assert "waiting_for_slots" not in [event for _, event, _ in outcome["timeline"]]
+    assert _seconds_to_first_call(outcome) < 15, outcome["timeline"]
