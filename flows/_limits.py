@@ -64,12 +64,24 @@ __all__ = [
     "rate_bucket",
     "reclaim_dead_slots",
     "slot_lease",
+    "stop_new_calls",
 ]
 
 logger = logging.getLogger(__name__)
 _LIMITERS: dict[int, ProcessLimiter] = {}
 _LOCK = threading.Lock()
 _FILE_LEASES = "prefect.server.concurrency.lease_storage.filesystem"
+#: Set by an interrupt (Ctrl-C, SIGTERM): runs of this process stop waiting for slots.
+_INTERRUPTED = threading.Event()
+
+
+def stop_new_calls() -> None:
+    """An interrupt: no new LLM call starts in this process and no run waits for slots."""
+    _INTERRUPTED.set()
+    with _LOCK:
+        limiters = list(_LIMITERS.values())
+    for limiter in limiters:
+        limiter.stop_new_calls()
 
 
 class LimitSizes(dict):  # type: ignore[type-arg]
@@ -218,12 +230,19 @@ async def _holders(client: Any, settings: Settings) -> str:
 # ---------------------------------------------------------------- taking the slots
 
 
+def _stopped(stop: asyncio.Event | None) -> bool:
+    return _INTERRUPTED.is_set() or (stop is not None and stop.is_set())
+
+
 async def _wait(stop: asyncio.Event | None, seconds: float) -> None:
-    if stop is None:
-        await asyncio.sleep(seconds)
-        return
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+    """Sleep ``seconds``, waking within 0.2 s when the run is stopped or interrupted."""
+    deadline = time.monotonic() + seconds
+    while not _stopped(stop) and (left := deadline - time.monotonic()) > 0:
+        if stop is None:
+            await asyncio.sleep(min(left, 0.2))
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), min(left, 0.2))
 
 
 def _retry_after(exc: httpx.HTTPStatusError, default: float) -> float:
@@ -270,7 +289,7 @@ async def held_slots(
         told = False
         last_reclaim = -math.inf
         while True:
-            if stop is not None and stop.is_set():
+            if _stopped(stop):
                 raise SlotWaitStopped("the run was stopped while waiting for LLM slots")
             try:
                 response = await client.increment_concurrency_slots_with_lease(

@@ -233,6 +233,7 @@ async def _extract_stage(job_id: uuid.UUID, settings: Settings, stop: asyncio.Ev
         try:
             await entering
         except SlotWaitStopped:  # cancelled while waiting for slots: nothing was started
+            stop.set()
             total.stopped = True
             return total
         per_doc_calls = 1 if plan.mode == "per_document" else max(1, len(plan.variables))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import subprocess
 import threading
 from typing import Any
@@ -72,7 +73,15 @@ def start_embedded_server() -> Any | None:
 
     with _lock:
         server = SubprocessASGIServer()
-        server.start()
+        # The server is a child in this terminal's process group, so a Ctrl-C would stop it
+        # at once, while the run still needs it to record its cancellation. A signal mask is
+        # inherited by a child: started with SIGINT blocked, it is stopped by this process
+        # (SIGTERM at exit) or by the watchdog, not by the keyboard.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            server.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         process = server.server_process
         if process is not None and (_watchdog is None or _watchdog.poll() is not None):
             _watchdog = subprocess.Popen(

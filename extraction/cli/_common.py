@@ -22,6 +22,9 @@ from extraction.db import session_scope
 from extraction.errors import ConfigError, ExtractflowError
 
 __all__ = [
+    "EXIT_RUN_CANCELLED",
+    "EXIT_RUN_FAILED",
+    "EXIT_USAGE",
     "console",
     "err_console",
     "JsonOption",
@@ -33,6 +36,11 @@ __all__ = [
     "table",
     "quiet_prefect_console",
 ]
+
+#: Exit codes of the CLI's own outcomes (errors use their class's code; see the README).
+EXIT_USAGE = 4  # a bad option or argument is invalid input, like any ValidationError
+EXIT_RUN_FAILED = 11
+EXIT_RUN_CANCELLED = 12
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)

@@ -21,6 +21,8 @@ import typer
 
 from config.settings import get_settings
 from extraction.cli._common import (
+    EXIT_RUN_CANCELLED,
+    EXIT_RUN_FAILED,
     JsonOption,
     console,
     db_session,
@@ -30,6 +32,7 @@ from extraction.cli._common import (
     quiet_prefect_console,
 )
 from extraction.cli._progress import describe_outcome, follow_job, read_job
+from extraction.cli._signals import interrupted, interrupts_raise
 from extraction.errors import ValidationError
 from extraction.models import JobKind, JobStatus, ProcessingJob
 from extraction.run import jobs
@@ -79,19 +82,33 @@ def _run_in_thread(kind: JobKind, project: str, job_id: str, force: bool) -> tup
     return thread, box
 
 
+def _interrupt(job_id: str) -> None:
+    """Ctrl-C or SIGTERM: no new LLM call starts, the job is cancelled, its work is kept."""
+    from flows._limits import stop_new_calls
+
+    stop_new_calls()
+    interrupted.set()
+    err_console.print("Cancelling… (no new LLM call starts; everything done is kept)")
+    with db_session() as s:
+        job = jobs.get_job(s, job_id)
+        if job.status not in jobs.TERMINAL:
+            jobs.cancel_job(s, job, reason="cancelled with Ctrl-C")
+
+
 def _wait_local(kind: JobKind, project: str, job_id: str, *, force: bool, show: bool
                 ) -> dict[str, Any]:
-    thread, box = _run_in_thread(kind, project, job_id, force)
-    try:
-        follow_job(job_id, alive=thread.is_alive, show=show)
-        thread.join()
-    except KeyboardInterrupt:
-        err_console.print("Cancelling… (LLM calls in flight finish; everything done is kept)")
-        with db_session() as s:
-            job = jobs.get_job(s, job_id)
-            if job.status not in jobs.TERMINAL:
-                jobs.cancel_job(s, job, reason="cancelled with Ctrl-C")
-        thread.join(timeout=60)
+    with interrupts_raise():
+        thread, box = _run_in_thread(kind, project, job_id, force)
+        try:
+            follow_job(job_id, alive=thread.is_alive, show=show)
+            thread.join()
+        except KeyboardInterrupt:
+            _interrupt(job_id)
+            try:
+                thread.join(timeout=60)
+            except KeyboardInterrupt:  # a second Ctrl-C: leave now, the job is CANCELLED
+                err_console.print("Stopped without waiting for calls in flight.")
+                raise typer.Exit(EXIT_RUN_CANCELLED) from None
     error = box.get("error")
     if error is not None and not isinstance(error, (KeyboardInterrupt, SystemExit)):
         raise error
@@ -153,8 +170,17 @@ def _report(data: dict[str, Any], json_out: bool, *, started: bool = False) -> N
         style = {"COMPLETE": "green", "FAILED": "red", "CANCELLED": "yellow"}.get(
             data["status"], "white")
         console.print(f"[{style}]{describe_outcome(data)}[/]", markup=True, highlight=False)
-    if not started and data["status"] != JobStatus.COMPLETE.value:
-        raise typer.Exit(1)
+    if not started:
+        _exit_for(data["status"])
+
+
+def _exit_for(status: str) -> None:
+    """Exit with the run's outcome: 0 COMPLETE, 11 FAILED, 12 CANCELLED (see the README)."""
+    if status == JobStatus.FAILED.value:
+        raise typer.Exit(EXIT_RUN_FAILED)
+    if status != JobStatus.COMPLETE.value:
+        raise typer.Exit(EXIT_RUN_CANCELLED if status == JobStatus.CANCELLED.value
+                         else EXIT_RUN_FAILED)
 
 
 def _split_ids(docs: str | None) -> list[str] | None:
@@ -232,12 +258,8 @@ def resume(
 @app.command("exec", hidden=True)
 def exec_(job: str, force: Annotated[bool, typer.Option("--force")] = False) -> None:
     """Run an existing job's flow in the foreground (used by --no-wait)."""
-    from flows.launch import run_local
-
-    quiet_prefect_console()
     data = read_job(job)
-    run_local(JobKind(data["kind"]), data["project"], data["id"], force=force)
-    data = read_job(job)
+    data = _wait_local(JobKind(data["kind"]), data["project"], data["id"], force=force,
+                       show=False)
     console.print(describe_outcome(data), markup=False)
-    if data["status"] != JobStatus.COMPLETE.value:
-        raise typer.Exit(1)
+    _exit_for(data["status"])

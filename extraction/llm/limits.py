@@ -45,7 +45,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Self
 
-__all__ = ["ProcessLimiter", "SlotLease", "SlotWaitStopped", "TokenBucket", "combine"]
+__all__ = ["CallsStopped", "ProcessLimiter", "SlotLease", "SlotWaitStopped", "TokenBucket",
+           "combine"]
+
+
+class CallsStopped(Exception):
+    """No new LLM call may start: the process was interrupted (Ctrl-C, SIGTERM)."""
 
 
 class SlotWaitStopped(Exception):
@@ -72,6 +77,7 @@ class ProcessLimiter:
         self._waiters: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = deque()
         self.max_in_use = 0
         self.acquired_total = 0
+        self._stopped = False
 
     @property
     def in_use(self) -> int:
@@ -88,6 +94,30 @@ class ProcessLimiter:
         finally:
             self.release()
 
+    def stop_new_calls(self) -> None:
+        """From now on every ``acquire`` raises :class:`CallsStopped` (waiters too).
+
+        An interrupt must stop new requests at once: the run's own cancellation check only
+        comes round every ``cancel_poll_seconds``, and calls queued here (or the next call of
+        a document in per_variable mode) would start in between. Calls in flight finish.
+        """
+        with self._lock:
+            self._stopped = True
+            waiters, self._waiters = list(self._waiters), deque()
+        for loop, future in waiters:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._refuse, future)
+
+    def allow_calls(self) -> None:
+        """Undo :meth:`stop_new_calls` (a process that goes on after an interrupt)."""
+        with self._lock:
+            self._stopped = False
+
+    @staticmethod
+    def _refuse(future: asyncio.Future[None]) -> None:
+        if not future.done():
+            future.set_exception(CallsStopped("the run was interrupted"))
+
     def _took(self) -> None:
         self.acquired_total += 1
         self.max_in_use = max(self.max_in_use, self._in_use)
@@ -95,6 +125,8 @@ class ProcessLimiter:
     async def acquire(self) -> None:
         loop = asyncio.get_running_loop()
         with self._lock:
+            if self._stopped:
+                raise CallsStopped("the run was interrupted")
             if self._in_use < self.limit and not self._waiters:
                 self._in_use += 1
                 self._took()
