@@ -66,7 +66,7 @@ def export_command(
         dir_okay=True, resolve_path=False)] = None,
     job: Annotated[str | None, typer.Option(
         "--job", help="Export this job only (default: for each document × variable, the "
-                      "newest COMPLETE job's value).")] = None,
+                      "newest successful answer of a COMPLETE job).")] = None,
     include_confidence: Annotated[bool, typer.Option(
         "--include-confidence", help="Add each value's confidence.")] = False,
     include_source_text: Annotated[bool, typer.Option(
