@@ -8,13 +8,15 @@ touches the user's files.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "ModelPrice", "get_settings", "default_home", "mask_url_password"]
+__all__ = ["Settings", "ModelPrice", "get_settings", "default_home", "mask_url",
+           "mask_url_password"]
 
 InstructorMode = Literal["tools", "json_schema", "json", "md_json"]
 LLMProfile = Literal["local"]
@@ -151,8 +153,8 @@ class Settings(BaseSettings):
     def __repr_args__(self):  # type: ignore[override]
         # A database URL may carry a password: never let repr() or str() show it.
         for name, value in super().__repr_args__():
-            if name == "database_url" and value:
-                value = mask_url_password(value)
+            if name in ("database_url", "llm_base_url") and value:
+                value = mask_url(value)
             yield name, value
 
     def price_for(self, model: str) -> ModelPrice | None:
@@ -160,15 +162,42 @@ class Settings(BaseSettings):
         return self.llm_prices.get(model)
 
 
-def mask_url_password(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (unparseable URLs are returned as is)."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+_SECRET_PARAM = re.compile(
+    r"(?i)(^|[?&;])((?:password|passwd|pwd|pass|secret|token|access_token|api[_-]?key|key|"
+    r"sslpassword)=)([^&;#]*)")
 
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+
+def mask_url(url: str) -> str:
+    """``url`` with every secret replaced by ``***``, for messages and logs.
+
+    Covers the forms a URL carries a secret in: the password of ``scheme://user:pw@host``
+    (the user is kept for a database URL, where it helps; for HTTP URLs the whole userinfo is
+    masked, since ``http://user:key@host/v1`` puts an API key in either part), and query
+    parameters such as ``?password=…`` (libpq's form), ``token=`` or ``api_key=``.
+    """
+    if not isinstance(url, str) or not url:
         return url
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return _SECRET_PARAM.sub(r"\1\2***", url)
+    authority, slash, tail = rest.partition("/")
+    if slash == "":  # no path: the query may follow the authority directly
+        authority, question, tail = rest.partition("?")
+        slash = "?" if question else ""
+    if "@" in authority:
+        userinfo, host = authority.rsplit("@", 1)
+        if scheme.lower() in {"http", "https"}:
+            userinfo = "***"
+        else:
+            user, colon, _ = userinfo.partition(":")
+            userinfo = user + (":***" if colon else "")
+        authority = f"{userinfo}@{host}"
+    return f"{scheme}://{authority}{slash}" + _SECRET_PARAM.sub(r"\1\2***", tail)
+
+
+def mask_url_password(url: str) -> str:
+    """Kept for callers of the older name: see :func:`mask_url`."""
+    return mask_url(url)
 
 
 def get_settings(**overrides: object) -> Settings:

@@ -16,10 +16,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session
+from typer._click.exceptions import (  # Typer 0.29 vendors click: these are its classes
+    ClickException,
+    NoArgsIsHelpError,
+    UsageError,
+)
 from typer.core import TyperGroup
 
 from extraction.db import session_scope
-from extraction.errors import ConfigError, ExtractflowError
+from extraction.errors import ConfigError, ExtractflowError, ValidationError
 
 __all__ = [
     "EXIT_RUN_CANCELLED",
@@ -73,6 +78,8 @@ def report_error(exc: ExtractflowError, *, as_json: bool) -> None:
     err_console.print(f"  {exc.detail}", markup=False, highlight=False)
     if exc.field:
         err_console.print(f"  field: {exc.field}", markup=False)
+    if exc.extra.get("usage"):
+        err_console.print(f"  see: {exc.extra['usage']}", markup=False)
     for problem in exc.extra.get("errors", [])[1:]:
         err_console.print(f"  also: {problem['field']}: {problem['message']}", markup=False)
 
@@ -82,8 +89,24 @@ class ProblemGroup(TyperGroup):
 
     def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> Any:  # noqa: D401
         argv = list(args) if args is not None else sys.argv[1:]
+        kwargs.pop("standalone_mode", None)
         try:
-            return super().main(args, *rest, **kwargs)
+            # Not click's standalone mode: it would print its own box for a usage error and
+            # exit 2, ignoring --json. A bad option is invalid input like any other (exit 4).
+            code = super().main(args, *rest, standalone_mode=False, **kwargs)
+            sys.exit(code if isinstance(code, int) else 0)
+        except NoArgsIsHelpError as exc:  # a group called alone shows its help
+            exc.show()
+            sys.exit(exc.exit_code)
+        except UsageError as exc:
+            report_error(usage_problem(exc), as_json="--json" in argv)
+            sys.exit(EXIT_USAGE)
+        except ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            err_console.print("Aborted.")
+            sys.exit(1)
         except ExtractflowError as exc:
             report_error(exc, as_json="--json" in argv)
             sys.exit(exc.exit_code)
@@ -93,6 +116,17 @@ class ProblemGroup(TyperGroup):
                 raise
             report_error(problem, as_json="--json" in argv)
             sys.exit(problem.exit_code)
+
+
+def usage_problem(exc: UsageError) -> ValidationError:
+    """A click usage error (a bad option value, a missing argument) as invalid input."""
+    param = getattr(exc, "param", None)
+    field = getattr(param, "name", None) if param is not None else None
+    problem = ValidationError(exc.format_message(), field=field)
+    problem.title = "Invalid usage"
+    command = exc.ctx.command_path if exc.ctx is not None else "extractflow"
+    problem.extra["usage"] = f"{command} --help"
+    return problem
 
 
 def prefect_start_problem(exc: BaseException) -> ConfigError | None:

@@ -7,7 +7,9 @@ from typing import Annotated
 import typer
 
 from extraction.cli._common import JsonOption, console, db_session, emit_json, new_app, table
+from extraction.db import full_id
 from extraction.errors import ValidationError
+from extraction.models import Extraction
 from extraction.review import feedback as feedback_service
 
 app = new_app("Feedback: verdicts on extracted values, used by refinement and the scorecard.")
@@ -19,7 +21,7 @@ def _shown(value: object) -> str:
 
 @app.command("add")
 def add(
-    extraction: Annotated[str, typer.Argument(help="The extraction id (see `job results`).")],
+    extraction: Annotated[str, typer.Argument(help="The extraction id or its first 8 characters (see `job results`).")],
     correct: Annotated[bool, typer.Option("--correct", help="The extracted value is right.")]
     = False,
     value: Annotated[str | None, typer.Option(
@@ -41,6 +43,7 @@ def add(
             field="--value",
         )
     with db_session() as s:
+        extraction = str(full_id(s, Extraction, extraction, what="an extraction"))
         outcome = feedback_service.record_feedback(
             s, extraction, is_correct=correct, corrected_value=value, comment=comment,
             source="cli")

@@ -192,6 +192,22 @@ def _split_ids(docs: str | None) -> list[str] | None:
     return ids
 
 
+def _full_document_ids(project: str, refs: list[str]) -> list[str]:
+    """Ids or the 8-character prefixes `docs list` shows, as full ids of the project's
+    documents."""
+    from extraction import codebook
+    from extraction.documents.store import get_document
+
+    for ref in refs:
+        digits = ref.strip().lower().replace("-", "")
+        if len(digits) < 6 or any(c not in "0123456789abcdef" for c in digits):
+            raise ValidationError(f"'{ref}' is not a document id (a UUID, or at least 6 of "
+                                  "its first hex digits)", field="docs")
+    with db_session() as s:
+        scope = codebook.get_project(s, project)
+        return [str(get_document(s, ref, project=scope).id) for ref in refs]
+
+
 @app.command("sample")
 def sample(
     project: str,
@@ -211,6 +227,8 @@ def sample(
     document_ids = _split_ids(docs)
     if document_ids and n is not None:
         raise ValidationError("give either --n or --docs, not both", field="docs")
+    if document_ids:
+        document_ids = _full_document_ids(project, document_ids)
     data = _create(JobKind.SAMPLE, project, n=n, seed=seed, document_ids=document_ids,
                    mode=mode, model=model)
     _launch(JobKind.SAMPLE, data, no_wait=no_wait, deployment=deployment, json_out=json_out)
