@@ -117,6 +117,12 @@ class Settings(BaseSettings):
     deployment_sample_run: str = "sample-run/sample-run"
     deployment_full_run: str = "full-run/full-run"
     max_file_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    max_input_file_bytes: int = Field(
+        default=5 * 1024 * 1024, ge=1024, description="Largest codebook, prompt file or "
+        "review workbook the CLI reads (a workbook's unpacked size may be 20× this).")
+    max_yaml_nodes: int = Field(
+        default=100_000, ge=100, description="Largest codebook once YAML aliases are "
+        "expanded (an alias bomb is refused instead of filling memory).")
     parse_concurrency: int = Field(default=4, ge=1)
 
     @field_validator("home", mode="after")

@@ -39,6 +39,10 @@ def import_(
     json_out: JsonOption = False,
 ) -> None:
     """Import the verdicts; nothing is stored unless every filled-in row is valid."""
+    from config.settings import get_settings
+    from extraction.input_files import check_workbook
+
+    check_workbook(file, limit=get_settings().max_input_file_bytes)
     with db_session() as s:
         report = import_review_workbook(s, file)
     data = {"path": str(report.path), "rows": report.rows, "blank": report.blank,
