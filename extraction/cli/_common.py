@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +15,9 @@ from uuid import UUID
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy.orm import Session
 from typer._click.exceptions import (  # Typer 0.29 vendors click: these are its classes
     ClickException,
@@ -39,6 +42,8 @@ __all__ = [
     "new_app",
     "db_session",
     "table",
+    "literal",
+    "markup_literal",
     "quiet_prefect_console",
 ]
 
@@ -162,8 +167,35 @@ def db_session() -> Iterator[Session]:
         yield session
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def literal(text: object) -> str:
+    """``text`` safe for a terminal: control characters (ANSI escapes, bells, newlines in a
+    file name) shown as ``\\x1b``-style escapes. Print the result with ``markup=False`` (or
+    inside a :class:`~rich.text.Text`) so ``[bold]`` in a file name stays as typed."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"),
+                        str(text))
+
+
+def markup_literal(text: object) -> str:
+    """:func:`literal`, also escaped for Rich markup (for a line that has markup of its own)."""
+    return escape(literal(text))
+
+
+class _LiteralTable(Table):
+    """A table whose string cells are shown as typed: no markup, control characters escaped.
+
+    Cells come from user data (file names, values, error texts), so none is read as markup.
+    """
+
+    def add_row(self, *renderables: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        super().add_row(*(Text(literal(r)) if isinstance(r, str) else r for r in renderables),
+                        **kwargs)
+
+
 def table(*columns: str, title: str | None = None) -> Table:
-    t = Table(title=title, show_lines=False, header_style="bold")
+    t = _LiteralTable(title=title, show_lines=False, header_style="bold")
     for col in columns:
         t.add_column(col, overflow="fold")
     return t

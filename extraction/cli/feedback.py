@@ -6,7 +6,15 @@ from typing import Annotated
 
 import typer
 
-from extraction.cli._common import JsonOption, console, db_session, emit_json, new_app, table
+from extraction.cli._common import (
+    JsonOption,
+    console,
+    db_session,
+    emit_json,
+    literal,
+    new_app,
+    table,
+)
 from extraction.db import full_id
 from extraction.errors import ValidationError
 from extraction.models import Extraction
@@ -59,7 +67,7 @@ def add(
         said = f"{_shown(view.extracted_value)} is wrong → {_shown(view.corrected_value)}"
     verb = {"created": "Recorded", "updated": "Updated", "unchanged": "Already recorded"}
     console.print(f"{verb[outcome.action]}: ", end="")
-    console.print(f"{where}: {said}", markup=False, highlight=False)
+    console.print(literal(f"{where}: {said}"), markup=False, highlight=False)
 
 
 @app.command("list")
