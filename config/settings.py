@@ -114,6 +114,12 @@ class Settings(BaseSettings):
     stop_after_unreachable_documents: int = Field(
         default=10, ge=0, description="A run stops (FAILED) when this many documents in a row "
         "could not reach the LLM server after their retries; 0: never.")
+    run_confirm_calls: int = Field(
+        default=2000, ge=1, description="A run estimated above this many LLM calls needs "
+        "--allow-large (a cost guard; see extraction/run/estimate.py).")
+    run_confirm_tokens: int = Field(
+        default=5_000_000, ge=1, description="A run estimated above this many input tokens "
+        "needs --allow-large.")
     deployment_sample_run: str = "sample-run/sample-run"
     deployment_full_run: str = "full-run/full-run"
     max_file_bytes: int = Field(default=50 * 1024 * 1024, ge=1)

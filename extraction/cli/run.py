@@ -49,11 +49,36 @@ DeploymentOpt = Annotated[bool, typer.Option(
     "--deployment", help="Run the deployed flow on the Prefect server (PREFECT_API_URL).")]
 
 
-def _create(kind: JobKind, project: str, **options: Any) -> dict[str, Any]:
+AllowLargeOpt = Annotated[bool, typer.Option(
+    "--allow-large", help="Run even when the estimate is over EXTRACTFLOW_RUN_CONFIRM_CALLS "
+    "calls or EXTRACTFLOW_RUN_CONFIRM_TOKENS input tokens.")]
+
+
+def _create(kind: JobKind, project: str, *, allow_large: bool = False, json_out: bool = False,
+            **options: Any) -> dict[str, Any]:
+    """Create the job, after checking its estimated cost against the settings' guard."""
+    from extraction.run.estimate import estimate_job
+
     settings = get_settings()
     with db_session() as s:
         job = create_run_job(s, settings, kind=kind, project=project, **options)
-        return jobs.job_to_dict(job, project_name=job.project.name)
+        estimate = estimate_job(s, job, settings)
+        large = estimate.calls > settings.run_confirm_calls \
+            or estimate.tokens_in > settings.run_confirm_tokens
+        if large and not allow_large:
+            s.rollback()  # the job is not kept: nothing was started
+            raise ValidationError(
+                f"this run is large: {estimate.describe()}, over the limits of "
+                f"{settings.run_confirm_calls:,} calls / {settings.run_confirm_tokens:,} input "
+                "tokens (EXTRACTFLOW_RUN_CONFIRM_CALLS / _TOKENS). Check the documents (a "
+                "huge file?) and run again with --allow-large to go ahead.",
+                field="allow_large", extra={"estimate": estimate.__dict__})
+        if large and not json_out:
+            err_console.print(f"Large run: {estimate.describe()}", markup=False,
+                              highlight=False)
+        data = jobs.job_to_dict(job, project_name=job.project.name)
+        data["estimate"] = dict(estimate.__dict__)
+        return data
 
 
 def _forget(job_id: str) -> None:
@@ -221,6 +246,7 @@ def sample(
     model: ModelOpt = None,
     no_wait: NoWaitOpt = False,
     deployment: DeploymentOpt = False,
+    allow_large: AllowLargeOpt = False,
     json_out: JsonOption = False,
 ) -> None:
     """Extract a reproducible random sample (or chosen documents) to check the prompts."""
@@ -230,7 +256,7 @@ def sample(
     if document_ids:
         document_ids = _full_document_ids(project, document_ids)
     data = _create(JobKind.SAMPLE, project, n=n, seed=seed, document_ids=document_ids,
-                   mode=mode, model=model)
+                   mode=mode, model=model, allow_large=allow_large, json_out=json_out)
     _launch(JobKind.SAMPLE, data, no_wait=no_wait, deployment=deployment, json_out=json_out)
 
 
@@ -243,10 +269,12 @@ def full(
     model: ModelOpt = None,
     no_wait: NoWaitOpt = False,
     deployment: DeploymentOpt = False,
+    allow_large: AllowLargeOpt = False,
     json_out: JsonOption = False,
 ) -> None:
     """Extract every document of the project (unchanged cells are re-used, not re-asked)."""
-    data = _create(JobKind.FULL, project, filename_glob=document_filter, mode=mode, model=model)
+    data = _create(JobKind.FULL, project, filename_glob=document_filter, mode=mode, model=model,
+                   allow_large=allow_large, json_out=json_out)
     _launch(JobKind.FULL, data, no_wait=no_wait, deployment=deployment, json_out=json_out)
 
 
