@@ -77,11 +77,14 @@ def list_(
     = None,
     variable: Annotated[str | None, typer.Option("--variable", help="Only this variable.")]
     = None,
+    history: Annotated[bool, typer.Option(
+        "--history", help="Also the older verdicts a newer one replaced.")] = False,
     json_out: JsonOption = False,
 ) -> None:
-    """List the verdicts of a project, oldest first (one per extraction and source)."""
+    """List the current verdict of each reviewed extraction, oldest first."""
     with db_session() as s:
-        views = feedback_service.list_feedback(s, project, job=job, variable=variable)
+        views = feedback_service.list_feedback(s, project, job=job, variable=variable,
+                                               effective_only=not history)
         rows = [feedback_service.feedback_to_dict(v) for v in views]
     if json_out:
         emit_json(rows)
