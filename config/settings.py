@@ -8,13 +8,15 @@ touches the user's files.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "ModelPrice", "get_settings", "default_home", "mask_url_password"]
+__all__ = ["Settings", "ModelPrice", "get_settings", "default_home", "mask_url",
+           "mask_url_password"]
 
 InstructorMode = Literal["tools", "json_schema", "json", "md_json"]
 LLMProfile = Literal["local"]
@@ -100,6 +102,14 @@ class Settings(BaseSettings):
     global_concurrency_limit_name: str = "extractflow-llm"
     global_concurrency_limit: int = Field(default=32, ge=1)
     rate_limit_per_second: float | None = Field(default=None, gt=0)
+    llm_slot_lease_seconds: float = Field(
+        default=60.0, ge=60, description="Lease on a run's shared slots (Prefect's minimum is "
+        "60 s), renewed at 3/4 of it; a run that dies on another host frees its slots after "
+        "this plus the server's repossessor loop (on the same host: at once).")
+    slot_poll_seconds: float = Field(
+        default=1.0, gt=0, le=30, description="How often a run that waits for slots asks again.")
+    slot_reclaim_seconds: float = Field(
+        default=5.0, gt=0, description="How often a waiting run looks for slots of dead runs.")
     documents_per_chunk: int = Field(default=50, ge=1)
     # Runs (sample/full): overlap of chunks, write cadence, cancellation and resume
     rate_limit_name: str = "extractflow-llm-rate"
@@ -110,6 +120,12 @@ class Settings(BaseSettings):
     stop_after_unreachable_documents: int = Field(
         default=10, ge=0, description="A run stops (FAILED) when this many documents in a row "
         "could not reach the LLM server after their retries; 0: never.")
+    run_confirm_calls: int = Field(
+        default=2000, ge=1, description="A run estimated above this many LLM calls needs "
+        "--allow-large (a cost guard; see extraction/run/estimate.py).")
+    run_confirm_tokens: int = Field(
+        default=5_000_000, ge=1, description="A run estimated above this many input tokens "
+        "needs --allow-large.")
     deployment_sample_run: str = "sample-run/sample-run"
     deployment_full_run: str = "full-run/full-run"
     max_file_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
@@ -124,6 +140,12 @@ class Settings(BaseSettings):
     eval_bootstrap_seed: int = Field(default=12345, description="Seed of the bootstrap "
                                      "resampling: the same seed gives the same intervals.")
     eval_calibration_bins: int = Field(default=10, ge=2, le=50)
+    max_input_file_bytes: int = Field(
+        default=5 * 1024 * 1024, ge=1024, description="Largest codebook, prompt file or "
+        "review workbook the CLI reads (a workbook's unpacked size may be 20× this).")
+    max_yaml_nodes: int = Field(
+        default=100_000, ge=100, description="Largest codebook once YAML aliases are "
+        "expanded (an alias bomb is refused instead of filling memory).")
     parse_concurrency: int = Field(default=4, ge=1)
 
     @field_validator("home", mode="after")
@@ -160,8 +182,8 @@ class Settings(BaseSettings):
     def __repr_args__(self):  # type: ignore[override]
         # A database URL may carry a password: never let repr() or str() show it.
         for name, value in super().__repr_args__():
-            if name == "database_url" and value:
-                value = mask_url_password(value)
+            if name in ("database_url", "llm_base_url") and value:
+                value = mask_url(value)
             yield name, value
 
     def price_for(self, model: str) -> ModelPrice | None:
@@ -169,15 +191,42 @@ class Settings(BaseSettings):
         return self.llm_prices.get(model)
 
 
-def mask_url_password(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (unparseable URLs are returned as is)."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+_SECRET_PARAM = re.compile(
+    r"(?i)(^|[?&;])((?:password|passwd|pwd|pass|secret|token|access_token|api[_-]?key|key|"
+    r"sslpassword)=)([^&;#]*)")
 
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+
+def mask_url(url: str) -> str:
+    """``url`` with every secret replaced by ``***``, for messages and logs.
+
+    Covers the forms a URL carries a secret in: the password of ``scheme://user:pw@host``
+    (the user is kept for a database URL, where it helps; for HTTP URLs the whole userinfo is
+    masked, since ``http://user:key@host/v1`` puts an API key in either part), and query
+    parameters such as ``?password=…`` (libpq's form), ``token=`` or ``api_key=``.
+    """
+    if not isinstance(url, str) or not url:
         return url
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return _SECRET_PARAM.sub(r"\1\2***", url)
+    authority, slash, tail = rest.partition("/")
+    if slash == "":  # no path: the query may follow the authority directly
+        authority, question, tail = rest.partition("?")
+        slash = "?" if question else ""
+    if "@" in authority:
+        userinfo, host = authority.rsplit("@", 1)
+        if scheme.lower() in {"http", "https"}:
+            userinfo = "***"
+        else:
+            user, colon, _ = userinfo.partition(":")
+            userinfo = user + (":***" if colon else "")
+        authority = f"{userinfo}@{host}"
+    return f"{scheme}://{authority}{slash}" + _SECRET_PARAM.sub(r"\1\2***", tail)
+
+
+def mask_url_password(url: str) -> str:
+    """Kept for callers of the older name: see :func:`mask_url`."""
+    return mask_url(url)
 
 
 def get_settings(**overrides: object) -> Settings:

@@ -9,17 +9,19 @@ so it is never migrated behind anyone's back: it is upgraded explicitly with
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, String, cast, create_engine, event, func, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from config.settings import Settings, get_settings, mask_url_password
-from extraction.errors import ConfigError, DatabaseError
+from config.settings import Settings, get_settings, mask_url, mask_url_password
+from extraction.errors import ConfigError, DatabaseError, NotFoundError, ValidationError
 
 __all__ = [
     "get_engine",
@@ -73,24 +75,42 @@ def get_engine(url: str | None = None, *, settings: Settings | None = None) -> E
         engine = _ENGINES.get(url)
         if engine is not None:
             return engine
+        shown = mask_url(url)
         try:
             parsed = make_url(url)
-        except ArgumentError as exc:
+            if is_sqlite(url):
+                if parsed.database and parsed.database != ":memory:":
+                    Path(parsed.database).expanduser().parent.mkdir(parents=True,
+                                                                    exist_ok=True)
+                engine = create_engine(url, echo=settings.database_echo,
+                                       connect_args={"timeout": 30})
+                event.listen(engine, "connect", _sqlite_pragmas)
+            else:
+                engine = create_engine(url, echo=settings.database_echo, pool_pre_ping=True,
+                                       pool_size=10, max_overflow=20)
+        except (ArgumentError, ValueError, ImportError) as exc:
+            # A bad port (ValueError), an unknown dialect (NoSuchModuleError is an
+            # ArgumentError) or a driver that is not installed (ImportError).
             raise ConfigError(
-                f"EXTRACTFLOW_DATABASE_URL is not a valid database URL: {exc}",
-                field="database_url",
-            ) from exc
-        if is_sqlite(url):
-            if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(url, echo=settings.database_echo,
-                                   connect_args={"timeout": 30})
-            event.listen(engine, "connect", _sqlite_pragmas)
-        else:
-            engine = create_engine(url, echo=settings.database_echo, pool_pre_ping=True,
-                                   pool_size=10, max_overflow=20)
+                f"EXTRACTFLOW_DATABASE_URL ({shown}) is not a usable database URL: "
+                f"{_url_problem(exc)}. Use sqlite:///PATH or "
+                "postgresql://USER:PASSWORD@HOST:PORT/DATABASE.",
+                field="database_url", instance=shown,
+            ) from None
         _ENGINES[url] = engine
         return engine
+
+
+def _url_problem(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, ImportError):
+        return f"its driver is not installed ({text}); extractflow supports SQLite and " \
+            "PostgreSQL (psycopg 3)"
+    if "invalid literal for int" in text:
+        return "the port is not a number"
+    if "Can't load plugin" in text:
+        return f"unknown database kind ({text.rsplit(':', 1)[-1].strip()})"
+    return text
 
 
 def dispose_engines() -> None:
@@ -187,6 +207,33 @@ def ensure_database(engine: Engine) -> None:
                 instance=mask_url_password(engine.url.render_as_string(hide_password=False)),
             )
     _READY.add(key)
+
+
+def full_id(session: Session, model: Any, ref: str | uuid.UUID, *, what: str) -> uuid.UUID:
+    """The id of the ``model`` row named by ``ref``: a full id or a unique prefix of ≥ 6 hex
+    digits (the 8 characters the CLI's tables show).
+
+    Raises:
+        NotFoundError: no such row. ValidationError: a prefix matching several rows.
+    """
+    text = str(ref).strip().lower()
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        pass
+    prefix = text.replace("-", "")
+    if len(prefix) < 6 or any(c not in "0123456789abcdef" for c in prefix):
+        raise ValidationError(
+            f"'{ref}' is not {what} id (a UUID, or at least 6 of its first hex digits)",
+            field=what.split()[-1])
+    hex_id = func.replace(cast(model.id, String), "-", "")
+    found = list(session.scalars(select(model.id).where(hex_id.like(prefix + "%")).limit(2)))
+    if len(found) > 1:
+        raise ValidationError(f"{what} id prefix '{ref}' matches more than one; give more "
+                              "digits", field=what.split()[-1])
+    if not found:
+        raise NotFoundError(f"no {what.split()[-1]} with id '{ref}'", instance=str(ref))
+    return found[0]
 
 
 _SESSIONMAKERS: dict[str, sessionmaker[Session]] = {}

@@ -116,10 +116,10 @@ async def _extract_stage(job_id: uuid.UUID, options: RunOptions, settings: Setti
     slots = run_slots(options.llm_concurrency, sizes["concurrency"], limit_name=name)
     limiter = combine(process_limiter(options.llm_concurrency), rate_bucket(settings))
 
-    def waiting() -> None:
+    def waiting(holders: str) -> None:
         lifecycle.log_event(
             job_id, "waiting_for_slots",
-            f"waiting for {slots} slots of the global limit '{name}' (other runs hold them)",
+            f"waiting for {slots} slots of the global limit '{name}' ({holders})",
             level=LogLevel.WARNING)
 
     artifact: dict[str, Any] = {}
@@ -136,7 +136,9 @@ async def _extract_stage(job_id: uuid.UUID, options: RunOptions, settings: Setti
 
     return await run_extract_stage(
         plan, chunks, options=options, slots=slots,
-        lease=slot_lease(settings, slots, on_wait=lambda: asyncio.to_thread(waiting)),
+        lease=slot_lease(settings, slots,
+                         on_wait=lambda holders: asyncio.to_thread(waiting, holders),
+                         job_id=job_id, flow_run_id=runtime_flow_run.id, stop=stop),
         build=functools.partial(build_engine, settings, plan, limiter),
         session_factory=session_scope, stop=stop, resumed=resumed, run_chunk=extract,
         on_progress=report_progress,

@@ -57,7 +57,9 @@ def run_local(kind: JobKind, project: str, job_id: str, *, force: bool = False) 
 
     bootstrap(llm_stack=True)  # before Prefect is imported: no settings re-read needed
     from flows._run import flow_run_name_for
+    from flows._server import start_embedded_server
 
+    start_embedded_server()
     flow = _flow_for(kind).with_options(flow_run_name=flow_run_name_for(kind, job_id))
     return asyncio.run(flow(project=project, job_id=job_id, force=force, return_state=True))
 

@@ -84,5 +84,11 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show debu
 
 def main() -> None:
     """Console-script entry point."""
+    from extraction.cli._signals import exit_now_if_interrupted
+
     quiet_prefect_environment()
-    app()
+    try:
+        app()
+    except SystemExit as exc:
+        exit_now_if_interrupted(exc.code if isinstance(exc.code, int) else 1)
+        raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,14 +15,24 @@ from uuid import UUID
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy.orm import Session
+from typer._click.exceptions import (  # Typer 0.29 vendors click: these are its classes
+    ClickException,
+    NoArgsIsHelpError,
+    UsageError,
+)
 from typer.core import TyperGroup
 
 from extraction.db import session_scope
-from extraction.errors import ConfigError, ExtractflowError
+from extraction.errors import ConfigError, ExtractflowError, ValidationError
 
 __all__ = [
+    "EXIT_RUN_CANCELLED",
+    "EXIT_RUN_FAILED",
+    "EXIT_USAGE",
     "console",
     "err_console",
     "JsonOption",
@@ -31,8 +42,15 @@ __all__ = [
     "new_app",
     "db_session",
     "table",
+    "literal",
+    "markup_literal",
     "quiet_prefect_console",
 ]
+
+#: Exit codes of the CLI's own outcomes (errors use their class's code; see the README).
+EXIT_USAGE = 4  # a bad option or argument is invalid input, like any ValidationError
+EXIT_RUN_FAILED = 11
+EXIT_RUN_CANCELLED = 12
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -65,6 +83,8 @@ def report_error(exc: ExtractflowError, *, as_json: bool) -> None:
     err_console.print(f"  {exc.detail}", markup=False, highlight=False)
     if exc.field:
         err_console.print(f"  field: {exc.field}", markup=False)
+    if exc.extra.get("usage"):
+        err_console.print(f"  see: {exc.extra['usage']}", markup=False)
     for problem in exc.extra.get("errors", [])[1:]:
         err_console.print(f"  also: {problem['field']}: {problem['message']}", markup=False)
 
@@ -74,8 +94,24 @@ class ProblemGroup(TyperGroup):
 
     def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> Any:  # noqa: D401
         argv = list(args) if args is not None else sys.argv[1:]
+        kwargs.pop("standalone_mode", None)
         try:
-            return super().main(args, *rest, **kwargs)
+            # Not click's standalone mode: it would print its own box for a usage error and
+            # exit 2, ignoring --json. A bad option is invalid input like any other (exit 4).
+            code = super().main(args, *rest, standalone_mode=False, **kwargs)
+            sys.exit(code if isinstance(code, int) else 0)
+        except NoArgsIsHelpError as exc:  # a group called alone shows its help
+            exc.show()
+            sys.exit(exc.exit_code)
+        except UsageError as exc:
+            report_error(usage_problem(exc), as_json="--json" in argv)
+            sys.exit(EXIT_USAGE)
+        except ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            err_console.print("Aborted.")
+            sys.exit(1)
         except ExtractflowError as exc:
             report_error(exc, as_json="--json" in argv)
             sys.exit(exc.exit_code)
@@ -85,6 +121,17 @@ class ProblemGroup(TyperGroup):
                 raise
             report_error(problem, as_json="--json" in argv)
             sys.exit(problem.exit_code)
+
+
+def usage_problem(exc: UsageError) -> ValidationError:
+    """A click usage error (a bad option value, a missing argument) as invalid input."""
+    param = getattr(exc, "param", None)
+    field = getattr(param, "name", None) if param is not None else None
+    problem = ValidationError(exc.format_message(), field=field)
+    problem.title = "Invalid usage"
+    command = exc.ctx.command_path if exc.ctx is not None else "extractflow"
+    problem.extra["usage"] = f"{command} --help"
+    return problem
 
 
 def prefect_start_problem(exc: BaseException) -> ConfigError | None:
@@ -120,8 +167,35 @@ def db_session() -> Iterator[Session]:
         yield session
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def literal(text: object) -> str:
+    """``text`` safe for a terminal: control characters (ANSI escapes, bells, newlines in a
+    file name) shown as ``\\x1b``-style escapes. Print the result with ``markup=False`` (or
+    inside a :class:`~rich.text.Text`) so ``[bold]`` in a file name stays as typed."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"),
+                        str(text))
+
+
+def markup_literal(text: object) -> str:
+    """:func:`literal`, also escaped for Rich markup (for a line that has markup of its own)."""
+    return escape(literal(text))
+
+
+class _LiteralTable(Table):
+    """A table whose string cells are shown as typed: no markup, control characters escaped.
+
+    Cells come from user data (file names, values, error texts), so none is read as markup.
+    """
+
+    def add_row(self, *renderables: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        super().add_row(*(Text(literal(r)) if isinstance(r, str) else r for r in renderables),
+                        **kwargs)
+
+
 def table(*columns: str, title: str | None = None) -> Table:
-    t = Table(title=title, show_lines=False, header_style="bold")
+    t = _LiteralTable(title=title, show_lines=False, header_style="bold")
     for col in columns:
         t.add_column(col, overflow="fold")
     return t

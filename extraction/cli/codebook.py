@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from extraction import codebook as codebook_service
-from extraction.cli._common import JsonOption, console, db_session, emit_json, new_app
+from extraction.cli._common import (
+    JsonOption,
+    console,
+    db_session,
+    emit_json,
+    err_console,
+    new_app,
+)
 from extraction.codebook.file import apply_codebook, export_codebook, load_codebook
-from extraction.errors import ConflictError
+from extraction.errors import ConflictError, ValidationError
 
 app = new_app("Codebook files: the whole project definition in one YAML file.")
 
@@ -23,18 +30,23 @@ def apply(
 ) -> None:
     """Create or update a project from a codebook file; prints what changed."""
     book = load_codebook(file)
+    warnings: list[str] = []
     with db_session() as s:
         changes = apply_codebook(s, book, dry_run=dry_run)
         if not dry_run:
             project = codebook_service.get_project(s, book.project.name)
             schema_version = project.schema_version
+            warnings = _check_prompts_fit(s, project)  # raises (rolls back) when one cannot
         else:
             schema_version = None
+    for warning in warnings if not json_out else ():
+        err_console.print(f"Warning: {warning}", markup=False, highlight=False)
     if json_out:
         emit_json({
             "project": book.project.name,
             "dry_run": dry_run,
             "schema_version": schema_version,
+            "warnings": warnings,
             "changes": [{"action": c.action, "target": c.target,
                          "fields": {k: {"old": o, "new": n} for k, (o, n) in c.fields.items()}}
                         for c in changes],
@@ -51,6 +63,31 @@ def apply(
         console.print(c.describe(), markup=False, highlight=False)
     if schema_version is not None:
         console.print(f"Schema version is now v{schema_version}")
+
+
+def _check_prompts_fit(session: Any, project: Any) -> list[str]:
+    """Refuse a variable whose prompt alone leaves no room for document text in
+    ``llm_context_tokens`` (every document would fail); warn when only all variables
+    together (per_document mode) do not fit."""
+    from config.settings import get_settings
+    from extraction.run.estimate import MIN_TEXT_TOKENS, prompt_fit
+
+    settings = get_settings()
+    warnings = []
+    for fit in prompt_fit(session, project, settings):
+        if fit.fits:
+            continue
+        needed = f"needs ~{fit.overhead_tokens:,} of the {fit.context_tokens:,}-token context " \
+            f"(EXTRACTFLOW_LLM_CONTEXT_TOKENS) before any document text"
+        if len(fit.variables) == 1:
+            raise ValidationError(
+                f"the prompt of variable '{fit.variables[0]}' alone {needed}, leaving less "
+                f"than {MIN_TEXT_TOKENS} tokens for the document: every extraction would fail. "
+                "Shorten its instructions or categories, or raise the context setting.",
+                field=fit.variables[0])
+        warnings.append(f"all {len(fit.variables)} variables together {needed}: runs in "
+                        "per_document mode would fail; use --mode per_variable")
+    return warnings
 
 
 @app.command("export")

@@ -32,6 +32,8 @@ from extraction.cli._common import (
     db_session,
     emit_json,
     err_console,
+    literal,
+    markup_literal,
     new_app,
     quiet_prefect_console,
     table,
@@ -127,7 +129,8 @@ def _run_flow(project: str, paths: list[str], bar: _Bar, options: dict[str, Any]
 def _print_summary(result: dict[str, Any]) -> None:
     style = "red" if result["failed"] else "green"
     console.print(
-        f"[{style}]Ingested {result['files_done']} files into '{result['project']}'[/]: "
+        f"[{style}]Ingested {result['files_done']} files into "
+        f"'{markup_literal(result['project'])}'[/]: "
         f"{result['ok']} parsed, {result['empty']} empty, {result['failed']} failed, "
         f"{result['duplicates']} duplicates skipped; {result['added']} new documents, "
         f"{result['pages']} pages, {format_size(result['bytes'])} in {result['seconds']:.1f} s",
@@ -204,15 +207,16 @@ def show(
         emit_json(data)
         return
     if page is not None:
-        console.print(f"[bold]{data['filename']}[/] page {page}", highlight=False)
+        console.print(f"[bold]{markup_literal(data['filename'])}[/] page {page}",
+                      highlight=False)
         console.print(data["page_text"], markup=False, highlight=False)
         return
     _print_document(data)
 
 
 def _print_document(data: dict[str, Any]) -> None:
-    console.print(f"[bold]{data['filename']}[/]  id {data['id']}  project {data['project']}",
-                  highlight=False)
+    console.print(f"[bold]{markup_literal(data['filename'])}[/]  id {data['id']}  project "
+                  f"{markup_literal(data['project'])}", highlight=False)
     facts = [
         ("status", data["parse_status"] + (f" — {data['parse_error']}"
                                            if data["parse_error"] else "")),
@@ -251,7 +255,8 @@ def remove(
     """Remove a document and its extractions from its project."""
     with db_session() as s:
         d = document_store.get_document(s, document)
-        label = f"'{d.filename}' ({str(d.id)[:8]}) from project '{d.project.name}'"
+        label = f"'{literal(d.filename)}' ({str(d.id)[:8]}) from project " \
+            f"'{literal(d.project.name)}'"
     if not yes:
         typer.confirm(f"Remove document {label} and its extractions?", abort=True)
     with db_session() as s:
@@ -260,4 +265,4 @@ def remove(
         emit_json(removed)
     else:
         console.print(f"Removed document {label} and {removed['extractions_removed']} "
-                      "extractions", highlight=False)
+                      "extractions", highlight=False, markup=False)

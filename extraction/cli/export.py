@@ -10,14 +10,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
+import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from extraction.cli._common import JsonOption, console, db_session, emit_json
-from extraction.errors import ExtractflowError
+from extraction.cli._common import JsonOption, console, db_session, emit_json, err_console
+from extraction.errors import ExtractflowError, ValidationError
 from extraction.export import ExportFormat, ExportOptions, export_project
+from extraction.run import jobs
 
 __all__ = ["export_command"]
 
@@ -57,16 +61,38 @@ def _run_flow(project: str, options: ExportOptions) -> dict[str, Any]:
         raise exc.with_traceback(None) from None
 
 
+def _is_prefix(ref: str) -> bool:
+    text = ref.strip().lower().replace("-", "")
+    return 6 <= len(text) < 32 and all(c in "0123456789abcdef" for c in text)
+
+
+_TEXT_FORMATS = {ExportFormat.CSV_WIDE.value, ExportFormat.CSV_LONG.value, ExportFormat.JSON.value}
+
+
+def _check_stdout(format: str, json_out: bool) -> None:
+    """``-o -`` writes the data itself to standard output: text formats only, no --json."""
+    format = ExportFormat.parse(format).value
+    if format not in _TEXT_FORMATS:
+        raise ValidationError(
+            f"-o - writes to standard output, which takes text formats only "
+            f"({', '.join(sorted(_TEXT_FORMATS))}); give a file name for {format}",
+            field="output")
+    if json_out:
+        raise ValidationError("--json and -o - would both write to standard output; "
+                              "drop one of them", field="output")
+
+
 def export_command(
     project: Annotated[str, typer.Argument(help="Project name or id.")],
     format: Annotated[str, typer.Option(
         "--format", "-f", help=f"One of: {FORMATS}.")] = "csv-wide",
     output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="File to write (default: a new file in $EXTRACTFLOW_HOME/exports).",
+        "--output", "-o", help="File to write (default: a new file in $EXTRACTFLOW_HOME/exports); "
+        "'-' writes a text format to standard output.",
         dir_okay=True, resolve_path=False)] = None,
     job: Annotated[str | None, typer.Option(
         "--job", help="Export this job only (default: for each document × variable, the "
-                      "newest COMPLETE job's value).")] = None,
+                      "newest successful answer of a COMPLETE job).")] = None,
     include_confidence: Annotated[bool, typer.Option(
         "--include-confidence", help="Add each value's confidence.")] = False,
     include_source_text: Annotated[bool, typer.Option(
@@ -81,26 +107,47 @@ def export_command(
     json_out: JsonOption = False,
 ) -> None:
     """Export the project's extractions as csv-wide, csv-long, xlsx, json or parquet."""
+    to_stdout = output is not None and str(output) == "-"
+    with tempfile.TemporaryDirectory(prefix="extractflow-export-") as scratch:
+        if to_stdout:
+            _check_stdout(format, json_out)
+            output = Path(scratch) / "export"
+        data = _export(project, format, output, job, include_confidence, include_source_text,
+                       include_document_text, min_confidence, force, via_flow)
+        if to_stdout:
+            with open(data["path"], "rb") as written:
+                shutil.copyfileobj(written, sys.stdout.buffer)
+            sys.stdout.flush()
+            data["path"] = "-"
+    if json_out:
+        emit_json(data)
+        return
+    out = err_console if to_stdout else console  # stdout carries the data itself
+    unit = "extraction" if data["format"] == ExportFormat.CSV_LONG.value else "document"
+    out.print(f"Wrote {data['path'] if not to_stdout else 'standard output'}", markup=False,
+              highlight=False)
+    out.print(
+        f"{data['format']}: {data['rows']} rows (one per {unit}) × {data['columns']} columns"
+        f" · {data['documents']} documents, {data['extractions']} extractions"
+        + (f", {data['flagged']} flagged below {min_confidence}"
+           if min_confidence is not None else "")
+        + f" · {len(data['job_ids'])} job(s) · {data['seconds']:.2f}s",
+        markup=False, highlight=False,
+    )
+
+
+def _export(project: str, format: str, output: Path | None, job: str | None,
+            include_confidence: bool, include_source_text: bool, include_document_text: bool,
+            min_confidence: float | None, force: bool, via_flow: bool) -> dict[str, Any]:
+    if job is not None and _is_prefix(job):  # the 8 characters `job list` shows
+        with db_session() as s:
+            job = str(jobs.get_job(s, job).id)
     options = ExportOptions(
         format=format, output=output, job_id=job, include_confidence=include_confidence,
         include_source_text=include_source_text, include_document_text=include_document_text,
         min_confidence=min_confidence, force=force,
     )
     if via_flow:
-        data = _run_flow(project, options)
-    else:
-        with db_session() as s:
-            data = export_project(s, project, options).to_dict()
-    if json_out:
-        emit_json(data)
-        return
-    unit = "extraction" if data["format"] == ExportFormat.CSV_LONG.value else "document"
-    console.print(f"Wrote {data['path']}", markup=False, highlight=False)
-    console.print(
-        f"{data['format']}: {data['rows']} rows (one per {unit}) × {data['columns']} columns"
-        f" · {data['documents']} documents, {data['extractions']} extractions"
-        + (f", {data['flagged']} flagged below {options.min_confidence}"
-           if options.min_confidence is not None else "")
-        + f" · {len(data['job_ids'])} job(s) · {data['seconds']:.2f}s",
-        markup=False, highlight=False,
-    )
+        return _run_flow(project, options)
+    with db_session() as s:
+        return export_project(s, project, options).to_dict()

@@ -6,8 +6,18 @@ from typing import Annotated
 
 import typer
 
-from extraction.cli._common import JsonOption, console, db_session, emit_json, new_app, table
+from extraction.cli._common import (
+    JsonOption,
+    console,
+    db_session,
+    emit_json,
+    literal,
+    new_app,
+    table,
+)
+from extraction.db import full_id
 from extraction.errors import ValidationError
+from extraction.models import Extraction
 from extraction.review import feedback as feedback_service
 from extraction.review.corrections import format_value
 
@@ -20,7 +30,7 @@ def _shown(value: object) -> str:
 
 @app.command("add")
 def add(
-    extraction: Annotated[str, typer.Argument(help="The extraction id (see `job results`).")],
+    extraction: Annotated[str, typer.Argument(help="The extraction id or its first 8 characters (see `job results`).")],
     correct: Annotated[bool, typer.Option("--correct", help="The extracted value is right.")]
     = False,
     value: Annotated[str | None, typer.Option(
@@ -42,6 +52,7 @@ def add(
             field="--value",
         )
     with db_session() as s:
+        extraction = str(full_id(s, Extraction, extraction, what="an extraction"))
         outcome = feedback_service.record_feedback(
             s, extraction, is_correct=correct, corrected_value=value, comment=comment,
             source="cli")
@@ -57,7 +68,7 @@ def add(
         said = f"{_shown(view.extracted_value)} is wrong → {_shown(view.corrected_value)}"
     verb = {"created": "Recorded", "updated": "Updated", "unchanged": "Already recorded"}
     console.print(f"{verb[outcome.action]}: ", end="")
-    console.print(f"{where}: {said}", markup=False, highlight=False)
+    console.print(literal(f"{where}: {said}"), markup=False, highlight=False)
 
 
 @app.command("list")
@@ -67,11 +78,14 @@ def list_(
     = None,
     variable: Annotated[str | None, typer.Option("--variable", help="Only this variable.")]
     = None,
+    history: Annotated[bool, typer.Option(
+        "--history", help="Also the older verdicts a newer one replaced.")] = False,
     json_out: JsonOption = False,
 ) -> None:
-    """List the verdicts of a project, oldest first (one per extraction and source)."""
+    """List the current verdict of each reviewed extraction, oldest first."""
     with db_session() as s:
-        views = feedback_service.list_feedback(s, project, job=job, variable=variable)
+        views = feedback_service.list_feedback(s, project, job=job, variable=variable,
+                                               effective_only=not history)
         rows = [feedback_service.feedback_to_dict(v) for v in views]
     if json_out:
         emit_json(rows)

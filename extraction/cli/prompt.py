@@ -51,13 +51,16 @@ def _report_new(data: dict[str, Any], created: bool, json_out: bool) -> None:
 
 
 def _read_file(path: Path, option: str) -> str:
+    from config.settings import get_settings
+    from extraction.errors import NotFoundError
+    from extraction.input_files import read_text_limited
+
     try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ValidationError(f"file not found: {path}", field=option, instance=str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValidationError(f"cannot read {path}: {exc}", field=option,
-                              instance=str(path)) from None
+        return read_text_limited(path, limit=get_settings().max_input_file_bytes,
+                                 what="prompt file", field=option)
+    except NotFoundError as exc:  # a missing file given to an option is invalid input
+        raise ValidationError(f"file not found: {path}", field=option,
+                              instance=str(path)) from exc
 
 
 def _open_in_editor(text: str) -> str:

@@ -77,7 +77,11 @@ def html(
 
 
 def _import_workbook(file: Path, json_out: bool) -> None:
+    from config.settings import get_settings
+    from extraction.input_files import check_workbook
     from extraction.review.workbook_import import import_review_workbook
+
+    check_workbook(file, limit=get_settings().max_input_file_bytes)
 
     with db_session() as s:
         report = import_review_workbook(s, file)
@@ -93,7 +97,12 @@ def _import_workbook(file: Path, json_out: bool) -> None:
 
 
 def _import_verdicts(file: Path, job: str | None, json_out: bool) -> None:
+    from config.settings import get_settings
+    from extraction.input_files import check_workbook
     from extraction.review.verdict_files import import_verdict_file
+
+    # the same bound as a workbook's: a regular file of at most max_input_file_bytes
+    check_workbook(file, limit=get_settings().max_input_file_bytes, what="verdict file")
 
     with db_session() as s:  # the valid rows are committed even when others are refused
         report = import_verdict_file(s, file, job=job)

@@ -21,6 +21,8 @@ import typer
 
 from config.settings import get_settings
 from extraction.cli._common import (
+    EXIT_RUN_CANCELLED,
+    EXIT_RUN_FAILED,
     JsonOption,
     console,
     db_session,
@@ -30,6 +32,7 @@ from extraction.cli._common import (
     quiet_prefect_console,
 )
 from extraction.cli._progress import describe_outcome, follow_job, read_job
+from extraction.cli._signals import interrupted, interrupts_raise
 from extraction.errors import ValidationError
 from extraction.models import JobKind, JobStatus, ProcessingJob
 from extraction.run import jobs, views
@@ -46,11 +49,36 @@ DeploymentOpt = Annotated[bool, typer.Option(
     "--deployment", help="Run the deployed flow on the Prefect server (PREFECT_API_URL).")]
 
 
-def _create(kind: JobKind, project: str, **options: Any) -> dict[str, Any]:
+AllowLargeOpt = Annotated[bool, typer.Option(
+    "--allow-large", help="Run even when the estimate is over EXTRACTFLOW_RUN_CONFIRM_CALLS "
+    "calls or EXTRACTFLOW_RUN_CONFIRM_TOKENS input tokens.")]
+
+
+def _create(kind: JobKind, project: str, *, allow_large: bool = False, json_out: bool = False,
+            **options: Any) -> dict[str, Any]:
+    """Create the job, after checking its estimated cost against the settings' guard."""
+    from extraction.run.estimate import estimate_job
+
     settings = get_settings()
     with db_session() as s:
         job = create_run_job(s, settings, kind=kind, project=project, **options)
-        return views.job_to_dict(job, project_name=job.project.name)
+        estimate = estimate_job(s, job, settings)
+        large = estimate.calls > settings.run_confirm_calls \
+            or estimate.tokens_in > settings.run_confirm_tokens
+        if large and not allow_large:
+            s.rollback()  # the job is not kept: nothing was started
+            raise ValidationError(
+                f"this run is large: {estimate.describe()}, over the limits of "
+                f"{settings.run_confirm_calls:,} calls / {settings.run_confirm_tokens:,} input "
+                "tokens (EXTRACTFLOW_RUN_CONFIRM_CALLS / _TOKENS). Check the documents (a "
+                "huge file?) and run again with --allow-large to go ahead.",
+                field="allow_large", extra={"estimate": estimate.__dict__})
+        if large and not json_out:
+            err_console.print(f"Large run: {estimate.describe()}", markup=False,
+                              highlight=False)
+        data = views.job_to_dict(job, project_name=job.project.name)
+        data["estimate"] = dict(estimate.__dict__)
+        return data
 
 
 def _forget(job_id: str) -> None:
@@ -81,19 +109,33 @@ def _run_in_thread(kind: JobKind, project: str, job_id: str, force: bool) -> tup
     return thread, box
 
 
+def _interrupt(job_id: str) -> None:
+    """Ctrl-C or SIGTERM: no new LLM call starts, the job is cancelled, its work is kept."""
+    from flows._limits import stop_new_calls
+
+    stop_new_calls()
+    interrupted.set()
+    err_console.print("Cancelling… (no new LLM call starts; everything done is kept)")
+    with db_session() as s:
+        job = jobs.get_job(s, job_id)
+        if job.status not in jobs.TERMINAL:
+            jobs.cancel_job(s, job, reason="cancelled with Ctrl-C")
+
+
 def _wait_local(kind: JobKind, project: str, job_id: str, *, force: bool, show: bool
                 ) -> dict[str, Any]:
-    thread, box = _run_in_thread(kind, project, job_id, force)
-    try:
-        follow_job(job_id, alive=thread.is_alive, show=show)
-        thread.join()
-    except KeyboardInterrupt:
-        err_console.print("Cancelling… (LLM calls in flight finish; everything done is kept)")
-        with db_session() as s:
-            job = jobs.get_job(s, job_id)
-            if job.status not in jobs.TERMINAL:
-                jobs.cancel_job(s, job, reason="cancelled with Ctrl-C")
-        thread.join(timeout=60)
+    with interrupts_raise():
+        thread, box = _run_in_thread(kind, project, job_id, force)
+        try:
+            follow_job(job_id, alive=thread.is_alive, show=show)
+            thread.join()
+        except KeyboardInterrupt:
+            _interrupt(job_id)
+            try:
+                thread.join(timeout=60)
+            except KeyboardInterrupt:  # a second Ctrl-C: leave now, the job is CANCELLED
+                err_console.print("Stopped without waiting for calls in flight.")
+                raise typer.Exit(EXIT_RUN_CANCELLED) from None
     error = box.get("error")
     if error is not None and not isinstance(error, (KeyboardInterrupt, SystemExit)):
         raise error
@@ -155,8 +197,17 @@ def _report(data: dict[str, Any], json_out: bool, *, started: bool = False) -> N
         style = {"COMPLETE": "green", "FAILED": "red", "CANCELLED": "yellow"}.get(
             data["status"], "white")
         console.print(f"[{style}]{describe_outcome(data)}[/]", markup=True, highlight=False)
-    if not started and data["status"] != JobStatus.COMPLETE.value:
-        raise typer.Exit(1)
+    if not started:
+        _exit_for(data["status"])
+
+
+def _exit_for(status: str) -> None:
+    """Exit with the run's outcome: 0 COMPLETE, 11 FAILED, 12 CANCELLED (see the README)."""
+    if status == JobStatus.FAILED.value:
+        raise typer.Exit(EXIT_RUN_FAILED)
+    if status != JobStatus.COMPLETE.value:
+        raise typer.Exit(EXIT_RUN_CANCELLED if status == JobStatus.CANCELLED.value
+                         else EXIT_RUN_FAILED)
 
 
 def _split_ids(docs: str | None) -> list[str] | None:
@@ -166,6 +217,22 @@ def _split_ids(docs: str | None) -> list[str] | None:
     if not ids:
         raise ValidationError("--docs needs at least one document id", field="docs")
     return ids
+
+
+def _full_document_ids(project: str, refs: list[str]) -> list[str]:
+    """Ids or the 8-character prefixes `docs list` shows, as full ids of the project's
+    documents."""
+    from extraction import codebook
+    from extraction.documents.store import get_document
+
+    for ref in refs:
+        digits = ref.strip().lower().replace("-", "")
+        if len(digits) < 6 or any(c not in "0123456789abcdef" for c in digits):
+            raise ValidationError(f"'{ref}' is not a document id (a UUID, or at least 6 of "
+                                  "its first hex digits)", field="docs")
+    with db_session() as s:
+        scope = codebook.get_project(s, project)
+        return [str(get_document(s, ref, project=scope).id) for ref in refs]
 
 
 @app.command("sample")
@@ -181,14 +248,17 @@ def sample(
     model: ModelOpt = None,
     no_wait: NoWaitOpt = False,
     deployment: DeploymentOpt = False,
+    allow_large: AllowLargeOpt = False,
     json_out: JsonOption = False,
 ) -> None:
     """Extract a reproducible random sample (or chosen documents) to check the prompts."""
     document_ids = _split_ids(docs)
     if document_ids and n is not None:
         raise ValidationError("give either --n or --docs, not both", field="docs")
+    if document_ids:
+        document_ids = _full_document_ids(project, document_ids)
     data = _create(JobKind.SAMPLE, project, n=n, seed=seed, document_ids=document_ids,
-                   mode=mode, model=model)
+                   mode=mode, model=model, allow_large=allow_large, json_out=json_out)
     _launch(JobKind.SAMPLE, data, no_wait=no_wait, deployment=deployment, json_out=json_out)
 
 
@@ -201,10 +271,12 @@ def full(
     model: ModelOpt = None,
     no_wait: NoWaitOpt = False,
     deployment: DeploymentOpt = False,
+    allow_large: AllowLargeOpt = False,
     json_out: JsonOption = False,
 ) -> None:
     """Extract every document of the project (unchanged cells are re-used, not re-asked)."""
-    data = _create(JobKind.FULL, project, filename_glob=document_filter, mode=mode, model=model)
+    data = _create(JobKind.FULL, project, filename_glob=document_filter, mode=mode, model=model,
+                   allow_large=allow_large, json_out=json_out)
     _launch(JobKind.FULL, data, no_wait=no_wait, deployment=deployment, json_out=json_out)
 
 
@@ -234,14 +306,8 @@ def resume(
 @app.command("exec", hidden=True)
 def exec_(job: str, force: Annotated[bool, typer.Option("--force")] = False) -> None:
     """Run an existing job's flow in the foreground (used by --no-wait)."""
-    from flows.bootstrap import bootstrap
-    from flows.launch import run_local
-
-    quiet_prefect_console()
-    bootstrap(llm_stack=True)
     data = read_job(job)
-    run_local(JobKind(data["kind"]), data["project"], data["id"], force=force)
-    data = read_job(job)
+    data = _wait_local(JobKind(data["kind"]), data["project"], data["id"], force=force,
+                       show=False)
     console.print(describe_outcome(data), markup=False)
-    if data["status"] != JobStatus.COMPLETE.value:
-        raise typer.Exit(1)
+    _exit_for(data["status"])

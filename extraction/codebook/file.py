@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from extraction import codebook
 from extraction.codebook.specs import ProjectSpec, VariableSpec, parse_spec
 from extraction.errors import NotFoundError, ValidationError
+from extraction.input_files import read_text_limited
 from extraction.models import Project
 
 __all__ = ["Codebook", "Change", "load_codebook", "apply_codebook", "export_codebook"]
@@ -92,20 +93,63 @@ def _with_line(error: ValidationError, root: yaml.Node | None, source: str) -> V
     return error
 
 
+def _check_expansion(root: yaml.Node | None, name: str, limit: int) -> None:
+    """Refuse a document whose aliases expand past ``limit`` nodes, or refer to themselves.
+
+    YAML aliases share one node, so a few lines (``a: &a [*b, *b, …]`` nested) can stand for
+    billions of values once stored as JSON; the composed graph is measured with the
+    expansion counted, each shared node once per use.
+    """
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise ValidationError(f"{name}: a YAML alias refers to itself", instance=name)
+        open_nodes.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        else:
+            children = []
+        for child in children:
+            total += size(child)
+            if total > limit:
+                break
+        open_nodes.discard(key)
+        sizes[key] = total
+        if total > limit:
+            line = node.start_mark.line + 1
+            raise ValidationError(
+                f"{name}, line {line}: the YAML expands to more than {limit:,} values "
+                "(aliases repeated inside aliases); write the values out, or raise "
+                "EXTRACTFLOW_MAX_YAML_NODES", instance=name, extra={"line": line})
+        return total
+
+    if root is not None:
+        size(root)
+
+
 def load_codebook(source: str | Path, *, text: str | None = None) -> Codebook:
     """Parse and validate a codebook file; errors carry the line and the field."""
     name = str(source)
+    from config.settings import get_settings
+
+    settings = get_settings()
     if text is None:
-        try:
-            text = Path(source).read_text(encoding="utf-8")
-        except FileNotFoundError as exc:
-            raise NotFoundError(f"codebook file not found: {name}", instance=name) from exc
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ValidationError(f"cannot read codebook file {name}: {exc}",
-                                  instance=name) from exc
+        text = read_text_limited(source, limit=settings.max_input_file_bytes,
+                                 what="codebook file")
     try:
         root = yaml.compose(text)
+        _check_expansion(root, name, settings.max_yaml_nodes)
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise ValidationError(f"{name}: the YAML is nested too deeply", instance=name) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""

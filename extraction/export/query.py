@@ -3,12 +3,15 @@
 Which value is exported (the selection rule):
 
 * With a job id: every extraction of that job (a sample job gives the sample's documents).
-* Without: for each document × live variable, the extraction of the **newest COMPLETE job that
-  has a row for that cell**, newest by ``finished_at`` (then ``created_at``). So a sample job
-  followed by a full job gives the full job's values, and a later re-run of a few documents
-  replaces only those documents' values. The newest row wins whatever its status: a cell that
-  failed in the latest run is exported as failed rather than papered over with a value an
-  older prompt produced. Jobs that are not COMPLETE (running, failed, cancelled) never count.
+* Without: for each document × live variable, the **newest successful answer** (status ok or
+  not_found) among the COMPLETE jobs that have a row for that cell, newest by ``finished_at``
+  (then ``created_at``); only a cell that no job answered is exported with its newest failure.
+  So a sample job followed by a full job gives the full job's values, a later re-run of a few
+  documents replaces only those documents' values, and a run whose calls failed (a provider
+  outage, a prompt the model cannot answer) never blanks a value an earlier run got right.
+  Each cell carries the ``job_id`` it came from (the long format shows it; the metadata lists
+  every job that contributed, with its count). Jobs that are not COMPLETE (running, failed,
+  cancelled) never count.
 
 Only the selected rows leave the database: the ranking runs in SQL as a window function, on
 SQLite and PostgreSQL alike (skipped when the project has a single COMPLETE job, the common
@@ -31,7 +34,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-from sqlalchemy import Select, String, Text, cast, func, select, type_coerce
+from sqlalchemy import Select, String, Text, case, cast, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from extraction import codebook
@@ -40,6 +43,7 @@ from extraction.export.values import type_value
 from extraction.models import (
     Document,
     Extraction,
+    ExtractionStatus,
     JobStatus,
     ProcessingJob,
     Project,
@@ -142,18 +146,19 @@ def _only_complete_job(session: Session, project: Project) -> uuid.UUID | None:
 
 
 def _selected_extractions(project: Project, variable_ids: Sequence[uuid.UUID]) -> Select[Any]:
-    """The ids of the newest COMPLETE job's extraction per cell (see the module docstring)."""
+    """Per cell, the newest successful extraction of a COMPLETE job (see the module docstring)."""
     newest_first = (
         func.coalesce(ProcessingJob.finished_at, ProcessingJob.created_at).desc(),
         ProcessingJob.created_at.desc(),
         ProcessingJob.id.desc(),
     )
+    failed_last = case((Extraction.status == ExtractionStatus.FAILED, 1), else_=0)
     ranked = (
         select(
             Extraction.id.label("id"),
             func.row_number().over(
                 partition_by=(Extraction.document_id, Extraction.variable_id),
-                order_by=newest_first,
+                order_by=(failed_last, *newest_first),
             ).label("rank"),
         )
         .join(ProcessingJob, ProcessingJob.id == Extraction.job_id)

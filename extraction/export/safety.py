@@ -11,7 +11,9 @@ the same two patterns so they cannot drift.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -102,29 +104,63 @@ class ColumnNamer:
         return name
 
 
+_KINDS = (
+    (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+)
+
+
 def resolve_output_path(path: str | Path, *, force: bool = False) -> Path:
     """The absolute file to write, or a clear error before any work is done.
 
+    Only a new path or an existing *regular* file (with ``force``) is accepted. The file is
+    then written beside it under a temporary name and renamed over it, so a reader never sees
+    half a file, and a device, FIFO or socket is never replaced by a regular file. A symbolic
+    link is refused rather than followed: writing "through" it would replace a file the user
+    did not name (its target), and replacing the link would silently break it.
+
     Raises:
-        ValidationError: ``path`` is a directory, or its parent directory does not exist
-            (or is not a directory).
+        ValidationError: ``path`` is a directory, a symbolic link, a device, FIFO or socket,
+            or its parent directory does not exist (or is not a directory).
         ConflictError: the file exists and ``force`` is not set.
     """
-    resolved = Path(path).expanduser().resolve()
-    if resolved.is_dir():
-        raise ValidationError(
-            f"the output path {resolved} is a directory; give a file name, "
-            f"e.g. {resolved / 'export.csv'}",
-            field="output", instance=str(resolved),
-        )
-    parent = resolved.parent
+    given = Path(path).expanduser()
+    if not given.name or given.name in (".", ".."):
+        given = given.resolve()  # "dir/.." and the like name a directory
+    # The directory may be reached through links (it is the user's choice of folder); the
+    # final name itself is never followed.
+    parent = given.parent.resolve()
+    resolved = parent / given.name
     if not parent.is_dir():
         what = "is not a directory" if parent.exists() else "does not exist"
         raise ValidationError(
             f"cannot write {resolved}: the directory {parent} {what}",
             field="output", instance=str(resolved),
         )
-    if resolved.exists() and not force:
+    try:
+        info = resolved.lstat()
+    except FileNotFoundError:
+        return resolved
+    if stat.S_ISLNK(info.st_mode):
+        raise ValidationError(
+            f"the output path {resolved} is a symbolic link (to {os.readlink(resolved)}); "
+            "give the file it points to, or another name",
+            field="output", instance=str(resolved),
+        )
+    if stat.S_ISDIR(info.st_mode):
+        raise ValidationError(
+            f"the output path {resolved} is a directory; give a file name, "
+            f"e.g. {resolved / 'export.csv'}",
+            field="output", instance=str(resolved),
+        )
+    if not stat.S_ISREG(info.st_mode):
+        kind = next((name for test, name in _KINDS if test(info.st_mode)), "not a regular file")
+        raise ValidationError(
+            f"the output path {resolved} is {kind}: an export only creates or replaces "
+            "regular files (use -o - to write a text format to standard output)",
+            field="output", instance=str(resolved),
+        )
+    if not force:
         raise ConflictError(
             f"{resolved} already exists; use --force (force=True) to overwrite it",
             field="output", instance=str(resolved),

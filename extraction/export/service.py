@@ -160,6 +160,7 @@ def export_project(
         try:
             texts = DocumentTexts(session, project) if options.include_document_text else None
             written = WRITERS[options.format](con, layout, partial, metadata, texts)
+            resolve_output_path(path, force=options.force)  # still a file we may replace
             os.replace(partial, path)
         except OSError as exc:
             raise ValidationError(f"cannot write {path}: {exc.strerror or exc}",

@@ -257,7 +257,10 @@ class LLMClient:
 
     @property
     def base_url(self) -> str:
-        return str(self._client.base_url)
+        """The endpoint for messages and reports, secrets masked (it may carry a key)."""
+        from config.settings import mask_url
+
+        return mask_url(str(self._client.base_url))
 
     # ------------------------------------------------------------------ requests
 

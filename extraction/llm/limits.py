@@ -8,14 +8,16 @@ slots, named ``settings.global_concurrency_limit_name``) and, optionally, a Pref
 (``settings.rate_limit_per_second``). Both are created on first use by the flow layer
 (``flows/_limits.py``); this module holds the Prefect-free machinery.
 
-Measured on Prefect 3.8.8 (see issue 6): taking a Prefect slot costs ~11 ms when one is free,
-but under contention the client polls coarsely (32 jobs of 0.2 s at limit 8 took 9.1 s instead
-of 0.8 s). One slot per LLM call would therefore cap throughput far below C/L. Instead:
+Taking a Prefect slot costs a round trip to the Prefect API, and under contention Prefect's
+client polls coarsely, so one slot per LLM call would cap throughput far below C/L (the
+figures are in ``benchmarks/``). Instead:
 
 * :class:`SlotLease` — a run takes ``C`` slots of the global limit ONCE (``C`` =
   ``settings.llm_concurrency``, capped by the limit's size) when its first chunk starts, shares
   them between its overlapping chunks, and gives them back as soon as no chunk is active (end
-  of the extract stage, a cancel, a crash — the Prefect lease expires). ``sum(C)`` over the
+  of the extract stage, a cancel). A run that dies holding them is found by the next run
+  that waits (its owner is recorded; see ``extraction/llm/slot_claims.py``), which releases
+  them before it waits. ``sum(C)`` over the
   runs holding slots is therefore ≤ the global limit: two runs or two workers never exceed the
   quota together. A run that cannot get its slots waits (and says so in its log) until
   another run finishes; set ``global_concurrency_limit`` ≥ the sum of the ``llm_concurrency``
@@ -43,7 +45,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Self
 
-__all__ = ["ProcessLimiter", "SlotLease", "TokenBucket", "combine"]
+__all__ = ["CallsStopped", "ProcessLimiter", "SlotLease", "SlotWaitStopped", "TokenBucket",
+           "combine"]
+
+
+class CallsStopped(Exception):
+    """No new LLM call may start: the process was interrupted (Ctrl-C, SIGTERM)."""
+
+
+class SlotWaitStopped(Exception):
+    """A run was stopped (cancelled, interrupted) while it waited for its shared slots."""
 
 
 class ProcessLimiter:
@@ -66,6 +77,7 @@ class ProcessLimiter:
         self._waiters: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = deque()
         self.max_in_use = 0
         self.acquired_total = 0
+        self._stopped = False
 
     @property
     def in_use(self) -> int:
@@ -82,6 +94,30 @@ class ProcessLimiter:
         finally:
             self.release()
 
+    def stop_new_calls(self) -> None:
+        """From now on every ``acquire`` raises :class:`CallsStopped` (waiters too).
+
+        An interrupt must stop new requests at once: the run's own cancellation check only
+        comes round every ``cancel_poll_seconds``, and calls queued here (or the next call of
+        a document in per_variable mode) would start in between. Calls in flight finish.
+        """
+        with self._lock:
+            self._stopped = True
+            waiters, self._waiters = list(self._waiters), deque()
+        for loop, future in waiters:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._refuse, future)
+
+    def allow_calls(self) -> None:
+        """Undo :meth:`stop_new_calls` (a process that goes on after an interrupt)."""
+        with self._lock:
+            self._stopped = False
+
+    @staticmethod
+    def _refuse(future: asyncio.Future[None]) -> None:
+        if not future.done():
+            future.set_exception(CallsStopped("the run was interrupted"))
+
     def _took(self) -> None:
         self.acquired_total += 1
         self.max_in_use = max(self.max_in_use, self._in_use)
@@ -89,6 +125,8 @@ class ProcessLimiter:
     async def acquire(self) -> None:
         loop = asyncio.get_running_loop()
         with self._lock:
+            if self._stopped:
+                raise CallsStopped("the run was interrupted")
             if self._in_use < self.limit and not self._waiters:
                 self._in_use += 1
                 self._took()

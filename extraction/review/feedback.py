@@ -40,6 +40,7 @@ from extraction.models import (
     Prompt,
     Variable,
     VariableType,
+    utcnow,
 )
 from extraction.review.corrections import format_value, normalise_value, same_value
 from extraction.run import jobs
@@ -196,29 +197,43 @@ def store_checked(
     up in batches, so a workbook of thousands of rows costs a few queries, not one per row.
     """
     source = (source or "cli").strip()[:MAX_SOURCE_LENGTH]
+    # --- one current verdict per cell (issue 22, item 10) --------------------------------
+    # The current verdict of an extraction is its newest, whatever its source; older ones
+    # are its history. A verdict equal to the current one (a re-import of a workbook that
+    # shows a verdict given with `feedback add`) is "unchanged", not a second row; one that
+    # differs replaces this source's own row, or else is added over another source's
+    # verdict, which is kept as history and reported as "updated", not "created".
     ids = [row.id for row, *_ in verdicts]
-    existing: dict[uuid.UUID, ExtractionFeedback] = {}
+    mine: dict[uuid.UUID, ExtractionFeedback] = {}
+    current: dict[uuid.UUID, ExtractionFeedback] = {}
     for start in range(0, len(ids), _ID_BATCH):
-        existing.update((fb.extraction_id, fb) for fb in session.scalars(
-            select(ExtractionFeedback).where(
-                ExtractionFeedback.extraction_id.in_(ids[start:start + _ID_BATCH]),
-                ExtractionFeedback.source == source)))
+        for fb in session.scalars(select(ExtractionFeedback).where(
+                ExtractionFeedback.extraction_id.in_(ids[start:start + _ID_BATCH]))):
+            if fb.source == source:
+                mine[fb.extraction_id] = fb
+            known = current.get(fb.extraction_id)
+            if known is None or _recency(fb) >= _recency(known):
+                current[fb.extraction_id] = fb
     outcomes = []
     for row, is_correct, value, comment in verdicts:
         comment = (comment or "").strip()
-        found = existing.get(row.id)
-        if found is None:
+        now = current.get(row.id)
+        found = mine.get(row.id)
+        if now is not None and (now.is_correct, now.corrected_value) == (is_correct, value) \
+                and comment in ("", now.comment):
+            outcomes.append(RecordOutcome(now, "unchanged"))
+        elif found is not None:
+            found.is_correct, found.corrected_value, found.comment = is_correct, value, comment
+            found.updated_at = utcnow()  # the newest statement is the current one
+            current[row.id] = found
+            outcomes.append(RecordOutcome(found, "updated"))
+        else:
             found = ExtractionFeedback(extraction_id=row.id, is_correct=is_correct,
                                        corrected_value=value, comment=comment, source=source)
             session.add(found)
-            existing[row.id] = found
-            outcomes.append(RecordOutcome(found, "created"))
-        elif (found.is_correct, found.corrected_value, found.comment) == (
-                is_correct, value, comment):
-            outcomes.append(RecordOutcome(found, "unchanged"))
-        else:
-            found.is_correct, found.corrected_value, found.comment = is_correct, value, comment
-            outcomes.append(RecordOutcome(found, "updated"))
+            mine[row.id] = current[row.id] = found
+            outcomes.append(RecordOutcome(found, "created" if now is None else "updated"))
+    # --- end of item 10 -------------------------------------------------------------------
     session.flush()
     return outcomes
 
@@ -332,6 +347,12 @@ def _variable_any(session: Session, project: Project, ref: str | uuid.UUID) -> V
         if found is None:
             raise
         return found
+
+
+def _recency(fb: ExtractionFeedback) -> tuple[datetime, datetime]:
+    """When a verdict was last stated (the newest is the current one)."""
+    created = as_utc(fb.created_at) or datetime.min.replace(tzinfo=UTC)
+    return (as_utc(fb.updated_at) or created, created)
 
 
 def _newest_per_extraction(views: list[FeedbackView]) -> list[FeedbackView]:

@@ -37,6 +37,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from extraction.errors import FatalRunError, is_fatal
+from extraction.llm.limits import CallsStopped
 from extraction.models import Document, Extraction, ExtractionStatus, LogLevel, utcnow
 from extraction.run import progress
 from extraction.run.plan import RunPlan
@@ -295,6 +296,8 @@ class ChunkRunner:
                         item.document, item.to_extract,
                         {v.id: self.plan.prompts[v.id] for v in item.to_extract},
                     )
+                except CallsStopped:  # interrupted before its next call: not a failure
+                    raise _NotStarted() from None
                 except Exception as exc:
                     if is_fatal(exc):
                         raise

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from extraction.llm.limits import SlotLease
+from extraction.llm.limits import SlotLease, SlotWaitStopped
 from extraction.run.assembly import (
     RunOptions,
     calls_per_document,
@@ -138,7 +138,11 @@ async def run_extract_stage(
         await lease.close()
         raise
     try:
-        await entering
+        try:
+            await entering
+        except SlotWaitStopped:  # stopped while waiting for slots: nothing was started
+            stop.set()
+            return ChunkOutcome(stopped=True)
         runner = ChunkRunner(
             plan, extractor, session_factory=session_factory,
             documents_in_flight=documents_in_flight(slots, calls_per_document(plan)),

@@ -17,7 +17,7 @@ from extraction.errors import StateError
 from extraction.models import Extraction, ExtractionStatus, JobStatus, LogLevel, ProcessingJob
 from extraction.run import jobs, progress
 
-__all__ = ["Outcome", "finalize_job", "summarize_job", "summary_markdown"]
+__all__ = ["Outcome", "all_failed_reason", "finalize_job", "summarize_job", "summary_markdown"]
 
 Outcome = Literal["complete", "cancelled", "failed"]
 
@@ -78,6 +78,30 @@ def summarize_job(session: Session, job: ProcessingJob) -> dict[str, Any]:
     }
 
 
+def all_failed_reason(session: Session, job: ProcessingJob) -> str | None:
+    """Why a run in which nothing succeeded failed, or None when something succeeded.
+
+    A run that got no answer at all (every cell failed: invalid output, a context too long
+    for every document, a provider error on every call) is not COMPLETE: its exit code, the
+    job list and the default export must not present it as a finished dataset.
+    """
+    E = Extraction
+    counts = {ExtractionStatus(status): n for status, n in session.execute(
+        select(E.status, func.count(E.id)).where(E.job_id == job.id).group_by(E.status))}
+    failed = counts.get(ExtractionStatus.FAILED, 0)
+    answered = counts.get(ExtractionStatus.OK, 0) + counts.get(ExtractionStatus.NOT_FOUND, 0)
+    if answered or not (failed or job.documents_failed):
+        return None
+    error = session.execute(
+        select(E.error, func.count(E.id).label("n"))
+        .where(E.job_id == job.id, E.status == ExtractionStatus.FAILED, E.error.is_not(None))
+        .group_by(E.error).order_by(func.count(E.id).desc()).limit(1)
+    ).first()
+    cells = f"all {failed} cells failed" if failed else \
+        f"all {job.documents_failed} documents failed"
+    return f"no answer at all: {cells}" + (f"; most often: {error[0]}" if error else "")
+
+
 def finalize_job(
     session: Session, job_id: uuid.UUID, outcome: Outcome, *, reason: str | None = None
 ) -> ProcessingJob:
@@ -91,6 +115,10 @@ def finalize_job(
         raise StateError(f"job {job_id} disappeared", instance=str(job_id))
     session.refresh(job)
     if job.status is JobStatus.PROCESSING:
+        if outcome == "complete":
+            failed_all = all_failed_reason(session, job)
+            if failed_all is not None:
+                outcome, reason = "failed", failed_all
         try:
             if outcome == "complete":
                 job = jobs.finish_job(session, job)

@@ -109,3 +109,23 @@ def test_prefect_failing_to_start_is_a_plain_error_and_stores_nothing(
     assert "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" in failed.stderr
     assert "Traceback" not in failed.stderr
     assert run_cli("docs", "list", project, "--json").json()["total"] == 0
+
+
+def test_file_names_are_printed_literally(db_url: str, project: str, tmp_path: Path) -> None:
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    names = ["clear\x1b[2Jscreen.txt", "title\x1b]0;owned\x07.txt", "[red]markup[reverse].txt"]
+    for name in names:
+        make_text(folder / name, f"Text of {name!r}.")
+    assert run_cli("docs", "add", project, str(folder), "--no-flow").exit_code == 0
+    listed = run_cli("docs", "list", project)
+    assert listed.exit_code == 0, listed.stderr
+    out = listed.stdout
+    assert "\x1b" not in out and "\x07" not in out  # no escape reaches the terminal
+    assert "clear\\x1b[2Jscreen.txt" in out and "title\\x1b]0;owned\\x07.txt" in out
+    assert "[red]markup[reverse].txt" in out, out  # shown as named, not as styling
+    doc = next(d for d in run_cli("docs", "list", project, "--json").json()["items"]
+               if d["filename"].startswith("[red"))
+    assert doc["filename"] == names[2]  # JSON keeps the real name
+    shown = run_cli("docs", "show", doc["id"][:8])
+    assert "[red]markup[reverse].txt" in shown.stdout

@@ -100,3 +100,64 @@ def test_export_via_flow_reports_errors_plainly(
     result = run_cli("export", "trials", "-o", str(taken), "--via-flow")
     assert result.exit_code == 5 and "already exists" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout and taken.read_text() == "keep"
+
+
+def test_export_refuses_devices_fifos_and_symlinks(seeded: None, tmp_path: Path) -> None:
+    import os
+    import stat
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    device = tmp_path / "null-device"
+    try:
+        os.mknod(device, stat.S_IFCHR | 0o600, os.makedev(1, 3))  # like /dev/null
+    except PermissionError:  # not root: a device node cannot be made here
+        device = Path("/dev/null")
+    target = tmp_path / "target.csv"
+    target.write_text("keep me")
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    for path, what in ((fifo, "a named pipe (FIFO)"), (device, "a character device"),
+                       (link, "a symbolic link")):
+        result = run_cli("export", "trials", "-o", str(path), "--force")
+        assert result.exit_code == 4, result.stderr
+        assert what in result.stderr and "Traceback" not in result.stderr
+    assert stat.S_ISFIFO(fifo.lstat().st_mode) and stat.S_ISCHR(device.lstat().st_mode)
+    assert link.is_symlink() and target.read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".part")) == []
+
+
+def test_export_replaces_a_file_atomically(seeded: None, tmp_path: Path) -> None:
+    import os
+
+    out = tmp_path / "trials.csv"
+    out.write_text("old")
+    before = os.stat(out).st_ino
+    assert run_cli("export", "trials", "-o", str(out), "--force").exit_code == 0
+    # A new file renamed over the old one (a reader holding the old one keeps it whole).
+    assert os.stat(out).st_ino != before and out.read_text().startswith("document_id,")
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
+def test_export_to_standard_output(seeded: None, tmp_path: Path) -> None:
+    result = run_cli("export", "trials", "-f", "csv-long", "-o", "-")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("document_id,filename,variable")
+    assert len(result.stdout.splitlines()) == 5
+    assert "Wrote standard output" in result.stderr
+    assert not (tmp_path / "-").exists()
+    binary = run_cli("export", "trials", "-f", "xlsx", "-o", "-", "--json")
+    assert binary.exit_code == 4 and "text formats only" in binary.json()["error"]["detail"]
+
+
+def test_export_job_by_the_prefix_job_list_shows(seeded: None, tmp_path: Path,
+                                                 session: Session) -> None:
+    from sqlalchemy import select
+
+    from extraction.models import ProcessingJob
+
+    job_id = str(session.scalar(select(ProcessingJob.id)))
+    result = run_cli("export", "trials", "--job", job_id[:8], "-o", str(tmp_path / "x.csv"),
+                     "--json")
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["job_ids"] == [job_id]

@@ -353,18 +353,23 @@ def test_json_metadata_carries_status_and_flags(
 # ------------------------------------------------------------------ job selection
 
 
-def test_newest_complete_job_wins_per_cell(session: Session, tmp_path: Path) -> None:
+def test_newest_successful_answer_wins_per_cell(session: Session, tmp_path: Path) -> None:
     project = make_project(session, "runs", [{"name": "x", "type": "TEXT"},
                                              {"name": "y", "type": "NUMBER"}])
-    d0, d1, d2 = add_documents(session, project, 3)
+    d0, d1, d2, d3 = add_documents(session, project, 4)
     t0 = datetime(2024, 1, 1, tzinfo=UTC)
     sample = add_job(session, project, {(d0, "x"): "sample", (d1, "x"): "sample",
                                         (d0, "y"): 1}, kind=JobKind.SAMPLE, finished_at=t0)
     add_prompt(session, codebook.get_variable(session, project, "x"))  # refined → v2
     full = add_job(session, project, {(d, n): (f"full-{d.filename}" if n == "x" else 2)
-                                      for d in (d0, d1, d2) for n in ("x", "y")},
+                                      for d in (d0, d1, d2) for n in ("x", "y")}
+                   | {(d3, "x"): Cell(None, status="failed")},
                    finished_at=t0 + timedelta(hours=1))
-    rerun = add_job(session, project, {(d0, "x"): Cell(None, status="failed")},
+    # A later run whose calls failed does not blank the good values, but a newer not_found
+    # is an answer, and a cell no run answered keeps its newest failure.
+    rerun = add_job(session, project, {(d0, "x"): Cell(None, status="failed"),
+                                       (d1, "y"): Cell(None, status="not_found"),
+                                       (d3, "x"): Cell(None, status="failed")},
                     finished_at=t0 + timedelta(hours=2))
     # Jobs that did not complete never count, however new.
     add_job(session, project, {(d1, "x"): "failed-job"}, status=JobStatus.FAILED,
@@ -374,13 +379,18 @@ def test_newest_complete_job_wins_per_cell(session: Session, tmp_path: Path) -> 
 
     result = export(session, tmp_path, "csv-long", project="runs")
     long = read_csv(result.path).set_index(["filename", "variable"])
-    assert long.loc[("doc000.txt", "x"), "status"] == "failed"  # the newest run's answer
-    assert long.loc[("doc000.txt", "x"), "job_id"] == str(rerun.id)
+    assert long.loc[("doc000.txt", "x"), "value"] == "full-doc000.txt"  # not the failure
+    assert long.loc[("doc000.txt", "x"), "status"] == "ok"
+    assert long.loc[("doc000.txt", "x"), "job_id"] == str(full.id)  # says where it came from
+    assert long.loc[("doc001.txt", "y"), "status"] == "not_found"
+    assert long.loc[("doc001.txt", "y"), "job_id"] == str(rerun.id)
+    assert long.loc[("doc003.txt", "x"), "status"] == "failed"
+    assert long.loc[("doc003.txt", "x"), "job_id"] == str(rerun.id)
     assert long.loc[("doc001.txt", "x"), "value"] == "full-doc001.txt"
     assert long.loc[("doc001.txt", "x"), "prompt_version"] == "2"
     assert long.loc[("doc002.txt", "x"), "value"] == "full-doc002.txt"
     assert long.loc[("doc000.txt", "y"), "value"] == "2"
-    assert len(long) == 6
+    assert len(long) == 7
     assert set(result.job_ids) == {str(full.id), str(rerun.id)}
 
     only_sample = export(session, tmp_path, "csv-wide", name="sample", project="runs",

@@ -195,3 +195,72 @@ def test_prefect_limits_are_created_on_first_use_and_bound_two_runs(
     first, second = sorted(["a", "b"], key=lambda k: moments[f"{k} in"])
     # 3 + 3 > 4: the second run only gets its slots after the first gave them back.
     assert moments[f"{second} in"] >= moments[f"{first} out"] - 0.05
+
+
+def test_slots_of_a_dead_holder_are_reclaimed_and_a_live_one_is_named(
+    prefect_harness: None, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim whose process is gone is released before waiting; a live holder is named."""
+    import os
+    import subprocess
+    import sys
+    import uuid
+
+    from prefect.client.orchestration import get_client
+
+    from extraction import db
+    from extraction.llm import slot_claims
+    from extraction.llm.limits import SlotWaitStopped
+    from extraction.models import ProcessingLog
+    from flows._limits import ensure_limits, held_slots
+    from testing.run_factory import add_trial_documents, make_project
+
+    monkeypatch.setenv("EXTRACTFLOW_GLOBAL_CONCURRENCY_LIMIT_NAME", f"xf-{uuid.uuid4().hex[:8]}")
+    monkeypatch.setenv("EXTRACTFLOW_GLOBAL_CONCURRENCY_LIMIT", "2")
+    settings = get_settings()
+    from extraction.run.plan import create_run_job
+
+    with db.session_scope(db_url) as s:
+        add_trial_documents(s, make_project(s), 1)
+    with db.session_scope(db_url) as s:
+        dead_job, live_job, waiter = (create_run_job(s, settings, kind="FULL",
+                                                     project="trials").id for _ in range(3))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+
+    async def take(job: uuid.UUID, pid: int) -> None:
+        async with get_client() as client:
+            response = await client.increment_concurrency_slots_with_lease(
+                names=[settings.global_concurrency_limit_name], slots=2, mode="concurrency",
+                lease_duration=60)
+        with db.session_scope(db_url) as s:
+            slot_claims.record_taken(s, job, lease_id=response.json()["lease_id"],
+                                     limit=settings.global_concurrency_limit_name, slots=2)
+            entry = s.query(ProcessingLog).filter_by(job_id=job).one()
+            entry.details = {**entry.details, "pid": pid, "started": None}
+
+    notices: list[str] = []
+
+    async def main() -> float:
+        await ensure_limits(settings)
+        await take(dead_job, gone.pid)  # held by a process that has exited
+        start = time.monotonic()
+        async with held_slots(settings, 2, job_id=waiter, on_wait=notices.append):
+            took = time.monotonic() - start
+        await take(live_job, os.getpid())  # held by a live process (this one)
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(1.5, stop.set)
+        with pytest.raises(SlotWaitStopped):
+            async with held_slots(settings, 2, job_id=waiter, stop=stop, on_wait=notices.append):
+                pass
+        return took
+
+    took = asyncio.run(main())
+    assert took < 2.0
+    assert len(notices) == 1  # only the live holder made it wait
+    assert f"job {str(live_job)[:8]} holds 2 since" in notices[0]
+    assert f"pid {os.getpid()}" in notices[0] and "2 of 2 slots in use" in notices[0]
+    with db.session_scope(db_url) as s:
+        returned = s.query(ProcessingLog).filter_by(job_id=dead_job,
+                                                    event=slot_claims.RETURNED).one()
+        assert f"reclaimed by job {str(waiter)[:8]}" in returned.message

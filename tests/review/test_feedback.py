@@ -116,7 +116,8 @@ def test_one_verdict_per_extraction_and_source(session: Session) -> None:
     assert changed.action == "updated" and changed.feedback.id == first.feedback.id
     other = feedback.record_feedback(session, cell, is_correct=False, corrected_value="Phase 3",
                                      source="workbook")
-    assert other.action == "created"
+    # It replaces the current verdict (the CLI's stays as history): not a second new one.
+    assert other.action == "updated" and other.feedback.id != first.feedback.id
     session.commit()
     assert _count(session) == 2
     every = feedback.list_feedback(session, "trials")

@@ -230,3 +230,51 @@ def test_multi_select_and_empty_jobs(session: Session, tmp_path: Path) -> None:
     empty = add_job(session, s, {})
     with pytest.raises(StateError, match="no extractions"):
         export_review_workbook(session, empty.id, tmp_path / "empty.xlsx")
+
+
+def test_import_over_a_cli_verdict_keeps_one_current_verdict(session: Session,
+                                                            tmp_path: Path) -> None:
+    s = make_sample(session)
+    views = {(v.filename, v.variable): v for v in _exported_cells(session, s)}
+    cell = views[("doc0.txt", "enrollment")]
+    feedback.record_feedback(session, cell.extraction_id, is_correct=True, source="cli")
+    session.commit()
+
+    # The workbook shows the CLI's verdict; importing it unchanged adds nothing.
+    path = export_review_workbook(session, s.job.id, tmp_path / "review.xlsx").path
+    same = import_review_workbook(session, path)
+    session.commit()
+    assert (same.created, same.updated, same.unchanged) == (0, 0, 1) and _count(session) == 1
+
+    # A different verdict replaces it: reported as updated, the older one kept as history.
+    _fill(path, {("doc0.txt", "enrollment"): ("no", "1240", "typo")})
+    changed = import_review_workbook(session, path)
+    session.commit()
+    assert (changed.created, changed.updated, changed.unchanged) == (0, 1, 0)
+    current = feedback.list_feedback(session, "trials", effective_only=True)
+    assert [(v.source, v.is_correct, v.corrected_value) for v in current] == [
+        ("workbook", False, 1240)]
+    history = feedback.list_feedback(session, "trials")
+    assert sorted(v.source for v in history) == ["cli", "workbook"]
+
+    # The CLI saying it again makes the CLI's verdict current once more: still one current.
+    again = feedback.record_feedback(session, cell.extraction_id, is_correct=True, source="cli")
+    session.commit()
+    assert again.action == "updated"
+    current = feedback.list_feedback(session, "trials", effective_only=True)
+    assert [(v.source, v.is_correct) for v in current] == [("cli", True)]
+
+
+def _exported_cells(session: Session, sample: Any) -> list[Any]:
+    from sqlalchemy import select as sa_select
+
+    from extraction.models import Document, Extraction, Variable
+
+    rows = session.execute(
+        sa_select(Extraction.id, Document.filename, Variable.name)
+        .join(Document, Document.id == Extraction.document_id)
+        .join(Variable, Variable.id == Extraction.variable_id)
+        .where(Extraction.job_id == sample.job.id)).all()
+    from types import SimpleNamespace
+
+    return [SimpleNamespace(extraction_id=i, filename=f, variable=n) for i, f, n in rows]
