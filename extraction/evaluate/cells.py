@@ -2,8 +2,9 @@
 
 Evaluation must judge the values a user would export, so the selection is the one of
 :mod:`extraction.export.query`: with a job, that job's extractions; without, per document ×
-variable the extraction of the newest COMPLETE job that has a row for that cell (newest by
-``finished_at``, then ``created_at``, then id), whatever its status. The query is our own
+variable the newest *successful* extraction (ok or not_found) of the COMPLETE jobs that have a
+row for that cell (newest by ``finished_at``, then ``created_at``, then id); only a cell no job
+answered is taken with its newest failure. The query is our own
 rather than the export's DuckDB load: evaluation needs the raw JSON value and none of the
 export's typed columns, and building those cost more than the rest of an evaluation. A test
 checks that both select the same rows.
@@ -19,12 +20,20 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, String, Text, cast, func, select, type_coerce
+from sqlalchemy import Select, String, Text, case, cast, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from extraction import codebook
 from extraction.errors import NotFoundError, StateError
-from extraction.models import Document, Extraction, JobStatus, ProcessingJob, Project, Prompt
+from extraction.models import (
+    Document,
+    Extraction,
+    ExtractionStatus,
+    JobStatus,
+    ProcessingJob,
+    Project,
+    Prompt,
+)
 
 __all__ = ["BATCH_SIZE", "Extracted", "ExtractedCell", "canonical_id", "load_extracted"]
 
@@ -68,10 +77,11 @@ def _selected(project: Project, variable_ids: list[uuid.UUID],
         ProcessingJob.created_at.desc(),
         ProcessingJob.id.desc(),
     )
+    failed_last = case((Extraction.status == ExtractionStatus.FAILED, 1), else_=0)
     ranked = (
         select(Extraction.id.label("id"), func.row_number().over(
             partition_by=(Extraction.document_id, Extraction.variable_id),
-            order_by=newest_first).label("rank"))
+            order_by=(failed_last, *newest_first)).label("rank"))
         .join(ProcessingJob, ProcessingJob.id == Extraction.job_id)
         .where(ProcessingJob.project_id == project.id,
                ProcessingJob.status == JobStatus.COMPLETE,

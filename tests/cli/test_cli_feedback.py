@@ -6,11 +6,15 @@ import uuid
 from pathlib import Path
 
 from openpyxl import load_workbook
+from openpyxl.utils import get_column_letter
 from sqlalchemy.orm import Session
 
-from extraction.review.workbook import REVIEW_SHEET
+from extraction.review.workbook import COLUMN_NUMBER, REVIEW_SHEET
 from testing.review_factory import add_job, add_prompt_version, make_sample
 from tests.cli_helpers import run_cli
+
+#: The columns a reviewer fills in, by letter (they move when a column is added before them).
+J, K, L = (get_column_letter(COLUMN_NUMBER[key]) for key in ("correct", "corrected", "comment"))
 
 
 def test_feedback_add_and_list(session: Session) -> None:
@@ -69,20 +73,20 @@ def test_review_round_trip_through_the_cli(session: Session, tmp_path: Path) -> 
 
     wb = load_workbook(path)
     ws = wb[REVIEW_SHEET]
-    ws["J2"], ws["K2"], ws["L2"] = "no", "Beta", "wrong company"
-    ws["J3"], ws["K3"] = "no", "Phase 7"
-    ws["J4"] = "maybe"
+    ws[f"{J}2"], ws[f"{K}2"], ws[f"{L}2"] = "no", "Beta", "wrong company"
+    ws[f"{J}3"], ws[f"{K}3"] = "no", "Phase 7"
+    ws[f"{J}4"] = "maybe"
     wb.save(path)
     bad = run_cli("review", "import", str(path))
     assert bad.exit_code == 4
     assert "2 row(s) of sheet 'Review'" in bad.stderr and "nothing was imported" in bad.stderr
     assert "Row 3, corrected value" in bad.stderr
-    assert "also: Review!J4: 'maybe' is not an answer" in bad.stderr
+    assert f"also: Review!{J}4: 'maybe' is not an answer" in bad.stderr
     problem = run_cli("review", "import", str(path), "--json").json()["error"]
-    assert [e["field"] for e in problem["errors"]] == ["Review!K3", "Review!J4"]
+    assert [e["field"] for e in problem["errors"]] == [f"Review!{K}3", f"Review!{J}4"]
     assert run_cli("feedback", "list", "trials", "--json").json() == []
 
-    ws["J3"], ws["K3"], ws["J4"] = None, None, None
+    ws[f"{J}3"], ws[f"{K}3"], ws[f"{J}4"] = None, None, None
     wb.save(path)
     good = run_cli("review", "import", str(path), "--json")
     assert good.exit_code == 0, good.stderr
