@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
 from typing import Any
 
 from sqlalchemy import Engine, String, cast, create_engine, event, func, inspect, select
@@ -25,17 +24,17 @@ from config.settings import Settings, get_settings, mask_url, mask_url_password
 from extraction.errors import ConfigError, DatabaseError, NotFoundError, ValidationError
 
 __all__ = [
-    "get_engine",
-    "session_scope",
-    "open_session",
-    "ensure_database",
-    "upgrade_database",
-    "downgrade_database",
-    "current_revision",
-    "head_revision",
     "alembic_config",
+    "current_revision",
     "dispose_engines",
+    "downgrade_database",
+    "ensure_database",
+    "get_engine",
+    "head_revision",
     "is_sqlite",
+    "open_session",
+    "session_scope",
+    "upgrade_database",
 ]
 
 _ENGINES: dict[str, Engine] = {}

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from config.settings import get_settings
+from extraction.models import VariableType
 from extraction.run.estimate import calls_for_document, estimate_run
 from extraction.run.results import PromptInfo, VariableInfo
-from extraction.models import VariableType
 from tests.cli_helpers import run_cli
 
 
