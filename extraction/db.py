@@ -29,6 +29,7 @@ __all__ = [
     "dispose_engines",
     "downgrade_database",
     "ensure_database",
+    "full_id",
     "get_engine",
     "head_revision",
     "is_sqlite",

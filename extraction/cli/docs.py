@@ -113,7 +113,10 @@ def _run_flow(project: str, paths: list[str], bar: _Bar, options: dict[str, Any]
     import asyncio
 
     quiet_prefect_console()
+    from flows._server import start_embedded_server
     from flows.ingest import ingest, watch_progress
+
+    start_embedded_server()  # gone with this command, however it ends
 
     # Absolute paths: the flow run's parameters in Prefect say exactly what was read.
     absolute = [os.path.abspath(os.path.expanduser(p)) for p in paths]
