@@ -15,8 +15,14 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "ModelPrice", "get_settings", "default_home", "mask_url",
-           "mask_url_password"]
+__all__ = [
+    "ModelPrice",
+    "Settings",
+    "default_home",
+    "get_settings",
+    "mask_url",
+    "mask_url_password",
+]
 
 InstructorMode = Literal["tools", "json_schema", "json", "md_json"]
 LLMProfile = Literal["local"]

@@ -24,17 +24,18 @@ from config.settings import Settings, get_settings, mask_url, mask_url_password
 from extraction.errors import ConfigError, DatabaseError, NotFoundError, ValidationError
 
 __all__ = [
-    "get_engine",
-    "session_scope",
-    "open_session",
-    "ensure_database",
-    "upgrade_database",
-    "downgrade_database",
-    "current_revision",
-    "head_revision",
     "alembic_config",
+    "current_revision",
     "dispose_engines",
+    "downgrade_database",
+    "ensure_database",
+    "full_id",
+    "get_engine",
+    "head_revision",
     "is_sqlite",
+    "open_session",
+    "session_scope",
+    "upgrade_database",
 ]
 
 _ENGINES: dict[str, Engine] = {}

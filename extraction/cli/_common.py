@@ -33,18 +33,18 @@ __all__ = [
     "EXIT_RUN_CANCELLED",
     "EXIT_RUN_FAILED",
     "EXIT_USAGE",
-    "console",
-    "err_console",
     "JsonOption",
-    "emit_json",
-    "report_error",
     "ProblemGroup",
-    "new_app",
+    "console",
     "db_session",
-    "table",
+    "emit_json",
+    "err_console",
     "literal",
     "markup_literal",
+    "new_app",
     "quiet_prefect_console",
+    "report_error",
+    "table",
 ]
 
 #: Exit codes of the CLI's own outcomes (errors use their class's code; see the README).
@@ -92,7 +92,7 @@ def report_error(exc: ExtractflowError, *, as_json: bool) -> None:
 class ProblemGroup(TyperGroup):
     """A Typer group that turns :class:`ExtractflowError` into a message and an exit code."""
 
-    def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> Any:  # noqa: D401
+    def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> Any:
         argv = list(args) if args is not None else sys.argv[1:]
         kwargs.pop("standalone_mode", None)
         try:

@@ -60,9 +60,16 @@ def follow_job(
         console=err_console if not console.is_terminal else console, disable=not show,
         transient=False,
     )
+    told_waiting = False
     with progress:
         bar = progress.add_task(label, total=max(1, data["documents_total"]), failed=0)
         while True:
+            if show and not told_waiting and data["status"] == JobStatus.PROCESSING.value \
+                    and not data["llm_calls"]:
+                notice = _waiting_notice(data["id"])
+                if notice:
+                    told_waiting = True
+                    progress.console.print(notice, markup=False, highlight=False)
             done = data["documents_completed"] + data["documents_failed"]
             progress.update(bar, completed=done, total=max(1, data["documents_total"]),
                             failed=data["documents_failed"],
@@ -76,6 +83,19 @@ def follow_job(
             time.sleep(interval)
             data = read_job(job_id)
     return data
+
+
+def _waiting_notice(job_id: str) -> str | None:
+    """The run's "waiting for slots" line (who holds them, since when), once it is logged."""
+    from sqlalchemy import select
+
+    from extraction.models import ProcessingLog
+
+    with session_scope() as session:
+        return session.scalar(
+            select(ProcessingLog.message).where(
+                ProcessingLog.job_id == uuid.UUID(job_id),
+                ProcessingLog.event == "waiting_for_slots").limit(1))
 
 
 def describe_outcome(data: dict[str, Any]) -> str:

@@ -13,7 +13,7 @@ listed in the summary (``docs list PROJECT --status failed`` shows them later).
 from __future__ import annotations
 
 import os
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.progress import (
@@ -82,10 +82,10 @@ def add(
     = False,
     chunk_size: Annotated[int, typer.Option(
         "--chunk-size", min=1, help="Files parsed and stored together.")] = DEFAULT_CHUNK_SIZE,
-    max_file_bytes: Annotated[Optional[int], typer.Option(
+    max_file_bytes: Annotated[int | None, typer.Option(
         "--max-file-bytes", min=1, help="Larger files become failed documents "
         "(default: EXTRACTFLOW_MAX_FILE_BYTES).")] = None,
-    workers: Annotated[Optional[int], typer.Option(
+    workers: Annotated[int | None, typer.Option(
         "--workers", min=1, help="Parse processes (default: EXTRACTFLOW_PARSE_CONCURRENCY, "
         "at most the CPUs).")] = None,
     json_out: JsonOption = False,
@@ -116,7 +116,10 @@ def _run_flow(project: str, paths: list[str], bar: _Bar, options: dict[str, Any]
     from flows.bootstrap import bootstrap
 
     bootstrap()  # before Prefect is imported
+    from flows._server import start_embedded_server
     from flows.ingest import ingest, watch_progress
+
+    start_embedded_server()  # gone with this command, however it ends
 
     # Absolute paths: the flow run's parameters in Prefect say exactly what was read.
     absolute = [os.path.abspath(os.path.expanduser(p)) for p in paths]
@@ -153,7 +156,7 @@ def _print_summary(result: dict[str, Any]) -> None:
 @app.command("list")
 def list_(
     project: str,
-    status: Annotated[Optional[str], typer.Option(
+    status: Annotated[str | None, typer.Option(
         "--status", help="Only documents with this parse status: ok, failed, empty, pending.")]
     = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
@@ -189,7 +192,7 @@ def list_(
 @app.command("show")
 def show(
     document: Annotated[str, typer.Argument(help="Document id, or its first 6+ hex digits.")],
-    page: Annotated[Optional[int], typer.Option(
+    page: Annotated[int | None, typer.Option(
         "--page", min=1, help="Print the full text of this page instead of previews.")] = None,
     chars: Annotated[int, typer.Option(
         "--chars", min=10, help="Characters of each page preview.")] = 200,

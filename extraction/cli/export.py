@@ -42,7 +42,10 @@ def _run_flow(project: str, options: ExportOptions) -> dict[str, Any]:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
         for handler in logging.getLogger().handlers:
             handler.addFilter(_hide_run_logs)
+    from flows._server import start_embedded_server
     from flows.export_dataset import export_dataset
+
+    start_embedded_server()  # gone with this command, however it ends
 
     try:
         return asyncio.run(export_dataset(

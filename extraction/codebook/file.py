@@ -36,7 +36,7 @@ from extraction.errors import NotFoundError, ValidationError
 from extraction.input_files import read_text_limited
 from extraction.models import Project
 
-__all__ = ["Codebook", "Change", "load_codebook", "apply_codebook", "export_codebook"]
+__all__ = ["Change", "Codebook", "apply_codebook", "export_codebook", "load_codebook"]
 
 
 @dataclass(frozen=True)

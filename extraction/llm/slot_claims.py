@@ -30,8 +30,8 @@ from sqlalchemy.orm import Session
 from extraction.models import JobStatus, LogLevel, ProcessingJob, ProcessingLog, utcnow
 
 __all__ = [
-    "TAKEN",
     "RETURNED",
+    "TAKEN",
     "Claim",
     "describe_holders",
     "is_dead",

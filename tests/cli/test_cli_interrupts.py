@@ -55,7 +55,7 @@ def _ignore_sigint() -> None:
 def _start(*args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "extraction", *args], env=_env(), cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=_ignore_sigint)
+                            preexec_fn=_ignore_sigint)  # noqa: PLW1509 - as a shell does
 
 
 def _wait_for(predicate: Any, timeout: float, what: str) -> None:

@@ -112,4 +112,4 @@ def test_server_without_tool_support_suggests_another_mode(tool_blind: FakeLLMSe
 
 def test_unknown_mode_option_is_a_usage_error() -> None:
     result = run_cli("llm", "check", "--mode", "xml")
-    assert result.exit_code == 2 and "tools, json_schema, json, md_json" in result.stderr
+    assert result.exit_code == 4 and "tools, json_schema, json, md_json" in result.stderr

@@ -18,6 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -161,9 +162,8 @@ def _kill_holder_then_run_next(db_url: str, llm: FakeLLMServer, api_url: str | N
 def _seconds_to_first_call(outcome: dict[str, Any]) -> float:
     started_at = outcome["started_at"]
     if started_at.tzinfo is None:
-        from datetime import timezone
 
-        started_at = started_at.replace(tzinfo=timezone.utc)
+        started_at = started_at.replace(tzinfo=UTC)
     seconds = min(outcome["calls"]) - started_at.timestamp()
     print(f"job start -> first LLM call: {seconds:.1f} s", *outcome["timeline"], sep="\n")
     return seconds
