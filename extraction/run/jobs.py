@@ -91,6 +91,7 @@ class ProgressDelta:
     tokens_in: int = 0
     tokens_out: int = 0
     cost_usd: float | None = None
+    tokens_cached: int = 0
 
     def __iadd__(self, other: ProgressDelta) -> Self:
         self.documents_completed += other.documents_completed
@@ -99,6 +100,7 @@ class ProgressDelta:
         self.cells_reused += other.cells_reused
         self.tokens_in += other.tokens_in
         self.tokens_out += other.tokens_out
+        self.tokens_cached += other.tokens_cached
         if other.cost_usd is not None:
             self.cost_usd = (self.cost_usd or 0.0) + other.cost_usd
         return self
@@ -310,6 +312,7 @@ def add_progress(session: Session, job_id: uuid.UUID, delta: ProgressDelta) -> N
         "cells_reused": J.cells_reused + delta.cells_reused,
         "tokens_in": J.tokens_in + delta.tokens_in,
         "tokens_out": J.tokens_out + delta.tokens_out,
+        "tokens_cached": J.tokens_cached + delta.tokens_cached,
         "progress": case(
             (J.documents_total > 0, 100.0 * (done + failed) / J.documents_total), else_=100.0
         ),
@@ -452,6 +455,7 @@ def job_to_dict(job: ProcessingJob, *, project_name: str | None = None) -> dict[
         "cells_reused": job.cells_reused,
         "tokens_in": job.tokens_in,
         "tokens_out": job.tokens_out,
+        "tokens_cached": job.tokens_cached or 0,
         "cost_usd": job.cost_usd,
         "flow_run_id": job.flow_run_id,
         "prompt_snapshot": job.prompt_snapshot or {},
@@ -488,6 +492,7 @@ def extraction_to_dict(extraction: Extraction) -> dict[str, Any]:
         "attempts": extraction.attempts,
         "tokens_in": extraction.tokens_in,
         "tokens_out": extraction.tokens_out,
+        "tokens_cached": extraction.tokens_cached or 0,
         "latency_ms": extraction.latency_ms,
         "reused_from_id": str(extraction.reused_from_id) if extraction.reused_from_id else None,
     }
