@@ -31,7 +31,7 @@ LOCAL_PROFILE: dict[str, object] = {
 }
 #: The catalog's default local model (extraction.llm.model_catalog.DEFAULT_LOCAL_MODEL; a test
 #: keeps the two equal).
-DEFAULT_LOCAL_MODEL = "smollm2-135m"
+DEFAULT_LOCAL_MODEL = "qwen2.5-coder-0.5b"
 ExtractionMode = Literal["per_document", "per_variable"]
 
 

@@ -183,7 +183,7 @@ CATALOG: dict[str, BundledModel] = {
 }
 
 #: The model `make demo`, `extractflow llm local` and the local profile use unless told otherwise.
-DEFAULT_LOCAL_MODEL = "smollm2-135m"
+DEFAULT_LOCAL_MODEL = "qwen2.5-coder-0.5b"
 
 
 def get_model(name: str | None = None) -> BundledModel:
