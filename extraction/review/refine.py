@@ -69,7 +69,6 @@ from extraction.models import (
     VariableType,
 )
 from extraction.review import holdout
-from extraction.review.rewrite_checks import rewrite_problem
 from extraction.review.feedback import (
     FeedbackView,
     as_utc,
@@ -78,6 +77,7 @@ from extraction.review.feedback import (
     get_job,
     same_value,
 )
+from extraction.review.rewrite_checks import rewrite_problem
 
 __all__ = [
     "MAX_EXAMPLES_BUDGET",

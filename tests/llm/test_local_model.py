@@ -32,7 +32,6 @@ import pytest
 
 from extraction.errors import ExtractflowError
 from extraction.llm import local_model
-from extraction.llm.model_catalog import get_model
 from extraction.llm.local_model import (
     LocalModelError,
     check_runtime,
@@ -41,6 +40,7 @@ from extraction.llm.local_model import (
     port_in_use,
     start_local_server,
 )
+from extraction.llm.model_catalog import get_model
 
 # ---- a stand-in for the server process --------------------------------------------------------
 

@@ -11,8 +11,8 @@ from pydantic import ValidationError
 from extraction.llm.response_models import (
     DATE_PATTERN,
     DEFAULT_LAYOUT,
-    LAYOUTS,
     EVIDENCE_MAX_CHARS,
+    LAYOUTS,
     TEXT_MAX_CHARS,
     answer_model,
     answers_by_variable,

@@ -159,10 +159,10 @@ Answer format:
 
 @pytest.mark.parametrize(("rewrite", "reason"), [
     (BLOCK + "\n- Report the measure named after 'primary outcome was'.", None),
-    ("### Variable `primary_outcome`: Primary outcome\nThe document contains a short narrative "
-     "that provides an explanation for why the codebook is necessary.", "not an instruction"),
-    (BLOCK + "\nThe document contains a short narrative about the trial.", "describes the "
-     "documents"),
+    (("### Variable `primary_outcome`: Primary outcome\nThe document contains a short narrative "
+      "that provides an explanation for why the codebook is necessary."), "not an instruction"),
+    (BLOCK + "\nThe document contains a short narrative about the trial.",
+     "describes the documents"),
     (BLOCK.replace("TEXT (a string)", "NUMBER (a number)"), "changed the variable's meaning"),
     ("### Variable `primary_outcome`\nType: TEXT (a string)\n- Answer with the sponsor's name.",
      "no longer mentions"),
