@@ -56,6 +56,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    WithJsonSchema,
     create_model,
     field_validator,
     model_validator,
@@ -127,6 +128,9 @@ class AnswerLayout:
     name: str
     keys: tuple[str, ...]
     names: tuple[str, ...]
+    #: The quote is a string, never null (an empty quote still means "none"): small models
+    #: given the choice write null for every quote, which leaves every value ungrounded.
+    quote_required: bool = False
 
     def key_for(self, attribute: str) -> str:
         return self.names[self.keys.index(attribute)]
@@ -144,6 +148,8 @@ LAYOUTS: dict[str, AnswerLayout] = {
                      ("evidence", "value", "confidence")),
         AnswerLayout("value_first_short", ("value", "evidence", "confidence"),
                      ("value", "quote", "conf")),
+        AnswerLayout("value_first_quoted", ("value", "evidence", "confidence"),
+                     ("value", "evidence", "confidence"), quote_required=True),
     )
 }
 #: The layout every call uses: chosen by measurement (docs/local-model.md, "Answer schema").
@@ -300,7 +306,8 @@ def answer_model(variable: VariableInfo,
     return _answer_model(_hashable(variable), _layout(layout))
 
 
-def _field(attribute: str, variable: VariableInfo, alias: str) -> tuple[Any, Any]:
+def _field(attribute: str, variable: VariableInfo, alias: str,
+           quote_required: bool = False) -> tuple[Any, Any]:
     if attribute == "value":
         kind, info = _value_field(variable)
         info.alias = alias if alias != "value" else None
@@ -311,6 +318,10 @@ def _field(attribute: str, variable: VariableInfo, alias: str) -> tuple[Any, Any
         "confidence": (float, Field()),
     }
     kind, info = spec[attribute]
+    if attribute == "evidence" and quote_required:
+        # the schema asks for a string; an empty one is still read as "no quote" (None)
+        kind = Annotated[str | None, WithJsonSchema(
+            {"type": "string", "maxLength": EVIDENCE_MAX_CHARS})]
     if alias != attribute:
         info = Field(alias=alias)
     return kind, info
@@ -321,7 +332,7 @@ def _answer_model(variable: VariableInfo, layout: AnswerLayout) -> type[Variable
     fields = {}
     for key, name in zip(layout.keys, layout.names):
         attribute = "stated" if key == "status" else key  # `status` is the derived property
-        fields[attribute] = _field(attribute, variable, name)
+        fields[attribute] = _field(attribute, variable, name, layout.quote_required)
     model = create_model(
         variable.name,
         __base__=VariableAnswer,
