@@ -1,6 +1,7 @@
 """The bundled local model on the demo corpus: accuracy per variable type in both modes.
 
-Starts the bundled SmolLM2 server once (``make local-model`` first), then for each
+Starts a bundled model's server once (``make local-model`` first; ``--model NAME``, default
+the catalog's default), then for each
 extraction mode (per_document, per_variable) builds a fresh project in its own
 EXTRACTFLOW_HOME (cells are re-used across runs of one database, so each mode needs its own),
 ingests the twenty demo reports, runs the full run through the CLI as a user would, and
@@ -83,9 +84,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--docs", type=int, default=20, help="Use the first N reports (1-20).")
+    parser.add_argument("--model", default=None, help="A bundled model (extractflow llm models).")
     args = parser.parse_args()
     types = {v["name"]: v["type"] for v in yaml.safe_load(CODEBOOK.read_text())["variables"]}
-    with tempfile.TemporaryDirectory() as tmp, local_model.start_local_server() as server:
+    with tempfile.TemporaryDirectory() as tmp, \
+            local_model.start_local_server(model=args.model) as server:
         root = Path(tmp)
         for extra in sorted(write_corpus(root / "corpus"))[args.docs:]:
             extra.unlink()

@@ -30,13 +30,16 @@ LLMProfile = Literal["local"]
 #: What ``EXTRACTFLOW_LLM_PROFILE=local`` means: the bundled model served by
 #: ``extractflow llm local`` on its default port, in the one instructor mode it supports.
 #: Kept here (not imported from extraction.llm.local_model) so reading settings stays cheap.
+#: ``llm_model`` is filled in from ``llm_local_model`` (the server lists the model by that name).
 LOCAL_PROFILE: dict[str, object] = {
     "llm_base_url": "http://127.0.0.1:8765/v1",
     "llm_api_key": SecretStr("sk-local"),
-    "llm_model": "smollm2-135m-instruct",
     "llm_instructor_mode": "tools",
     "llm_concurrency": 2,
 }
+#: The catalog's default local model (extraction.llm.model_catalog.DEFAULT_LOCAL_MODEL; a test
+#: keeps the two equal).
+DEFAULT_LOCAL_MODEL = "qwen2.5-coder-0.5b"
 ExtractionMode = Literal["per_document", "per_variable"]
 
 
@@ -76,6 +79,10 @@ class Settings(BaseSettings):
         description="'local': defaults for the server of `extractflow llm local` (explicit "
         "EXTRACTFLOW_LLM_* values still win).",
     )
+    llm_local_model: str = Field(
+        default=DEFAULT_LOCAL_MODEL,
+        description="Which bundled model `extractflow llm local`, the local profile and the "
+        "demo use (`extractflow llm models` lists them).")
     llm_base_url: str | None = None
     llm_api_key: SecretStr = SecretStr("not-needed")
     llm_model: str = "gpt-4o-mini"
@@ -164,7 +171,7 @@ class Settings(BaseSettings):
         # A profile fills in only what the user did not set, so one variable can still be
         # overridden (e.g. another port) while the rest comes from the profile.
         if self.llm_profile == "local":
-            for name, value in LOCAL_PROFILE.items():
+            for name, value in {**LOCAL_PROFILE, "llm_model": self.llm_local_model}.items():
                 if name not in self.model_fields_set:
                     object.__setattr__(self, name, value)
         return self

@@ -322,6 +322,8 @@ class ProcessingJob(TimestampMixin, Base):
     cells_reused: Mapped[int] = mapped_column(Integer, default=0)
     tokens_in: Mapped[int] = mapped_column(Integer, default=0)
     tokens_out: Mapped[int] = mapped_column(Integer, default=0)
+    #: Of tokens_in, those the server served from its prompt cache (when it reports them).
+    tokens_cached: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     cost_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
     summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -379,6 +381,8 @@ class Extraction(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     tokens_in: Mapped[int] = mapped_column(Integer, default=0)
     tokens_out: Mapped[int] = mapped_column(Integer, default=0)
+    #: Of tokens_in, those the server served from its prompt cache (when it reports them).
+    tokens_cached: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     reused_from_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("extractions.id", ondelete="SET NULL"), nullable=True

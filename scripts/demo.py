@@ -2,12 +2,14 @@
 
 Apply the example codebook, ingest the bundled corpus of twenty trial reports, run a sample,
 review it in the review workbook (verdicts from the corpus's known answers, as a careful
-reviewer would give them), refine the prompts, run every document, export every format, and
-print the accuracy per variable.
+reviewer would give them), refine the prompts (a rewrite is kept only if it does at least as
+well on held-out reviewed documents), run every document, export every format, and print the
+accuracy per variable after the sample and at the end.
 Each step is the CLI command a user would type, echoed before it runs.
 
-The LLM is the endpoint in EXTRACTFLOW_LLM_BASE_URL when set; otherwise the bundled local
-model (tiny and poor, but real and offline) is installed if needed, started, and stopped.
+The LLM is the endpoint in EXTRACTFLOW_LLM_BASE_URL when set; otherwise the default bundled
+local model (EXTRACTFLOW_LLM_LOCAL_MODEL, Qwen2.5-Coder-0.5B unless set; real and offline) is
+installed if needed, started, and stopped.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -126,23 +129,34 @@ def _accuracy(job_id: str, truth: dict[str, dict[str, Any]]) -> dict[str, tuple[
     return scores
 
 
+def _print_accuracy(title: str, scores: dict[str, tuple[int, int]]) -> None:
+    print(f"\n{title}")
+    for variable, (ok, total) in scores.items():
+        print(f"  {variable:<16} {ok:>3}/{total:<3} {ok / total:6.0%}" if total else variable)
+    all_ok = sum(ok for ok, _ in scores.values())
+    all_n = sum(n for _, n in scores.values())
+    print(f"  {'all':<16} {all_ok:>3}/{all_n:<3} {all_ok / max(all_n, 1):6.0%}", flush=True)
+
+
 def _start_llm(stack: ExitStack) -> None:
     if os.environ.get("EXTRACTFLOW_LLM_BASE_URL"):
         print(f"Using the LLM endpoint at {os.environ['EXTRACTFLOW_LLM_BASE_URL']}")
         return
+    from config.settings import get_settings
     from extraction.llm import local_model
+    from extraction.llm.model_catalog import get_model
 
     try:
         local_model.check_runtime()
-        local_model.find_bundled_model()
     except local_model.LocalModelError:
-        print("No EXTRACTFLOW_LLM_BASE_URL set: installing the bundled local model "
-              "(builds llama-cpp-python once, ~5 minutes on 2 cores)", flush=True)
+        print("No EXTRACTFLOW_LLM_BASE_URL set: installing the local model runtime "
+              "(builds llama-cpp-python once, ~5-10 minutes on 2 cores)", flush=True)
         subprocess.run(["bash", str(ROOT / "scripts" / "install-local-model.sh"),
                         sys.executable], check=True)
-    print("Starting the bundled local model (SmolLM2-135M: tiny, offline, answers are poor)",
+    model = get_model(get_settings().llm_local_model)
+    print(f"Starting the bundled local model {model.name} ({model.title}; offline)",
           flush=True)
-    server = stack.enter_context(local_model.start_local_server())
+    server = stack.enter_context(local_model.start_local_server(model=model.name))
     _LOCAL.append(server)
     llm = server.llm_settings()
     os.environ.update({
@@ -150,16 +164,18 @@ def _start_llm(stack: ExitStack) -> None:
         "EXTRACTFLOW_LLM_API_KEY": llm["api_key"],
         "EXTRACTFLOW_LLM_MODEL": llm["model"],
         "EXTRACTFLOW_LLM_INSTRUCTOR_MODE": llm["mode"],
-        # one small model process on 2 cores: more parallel calls only queue, and a queued
-        # call's wait counts against its timeout (a prompt rewrite can take a minute)
-        "EXTRACTFLOW_LLM_CONCURRENCY": os.environ.get("EXTRACTFLOW_LLM_CONCURRENCY", "2"),
-        "EXTRACTFLOW_LLM_TIMEOUT": os.environ.get("EXTRACTFLOW_LLM_TIMEOUT", "180"),
+        # one small model process on 2 cores serves one call at a time: a second call in
+        # flight only queues, and its wait counts against its timeout (a document's call
+        # takes 15-70 s depending on the machine's load, a prompt rewrite longer)
+        "EXTRACTFLOW_LLM_CONCURRENCY": os.environ.get("EXTRACTFLOW_LLM_CONCURRENCY", "1"),
+        "EXTRACTFLOW_LLM_TIMEOUT": os.environ.get("EXTRACTFLOW_LLM_TIMEOUT", "600"),
     })
 
 
 def main() -> None:
     # A `kill` (SIGTERM) unwinds like Ctrl-C, so the local model server is stopped too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    started = time.monotonic()
     OUT.mkdir(parents=True, exist_ok=True)
     truth = truth_by_filename()
     corpus = write_corpus(OUT / "corpus")
@@ -170,11 +186,13 @@ def main() -> None:
         sample = extractflow("run", "sample", PROJECT, "--n", "6", "--seed", "1", "--json",
                              capture_json=True)
         print(f"sample job {sample['id']}: {sample['status']}")
+        _print_accuracy("Accuracy of the sample (prompts v1) against the known answers:",
+                        _accuracy(sample["id"], truth))
         corrections = _review(sample["id"], truth)
         print(f"Reviewed the sample: {corrections} value(s) corrected")
         if not extractflow("prompt", "refine", PROJECT, may_fail=True):
-            print("Some prompts could not be refined (the model gave no usable rewrite): "
-                  "they keep their current version, and the demo goes on.")
+            print("Some prompts were not refined (no usable rewrite, or it did worse on the "
+                  "held-out documents): they keep their current version, and the demo goes on.")
         extractflow("scorecard", PROJECT)
         full = extractflow("run", "full", PROJECT, "--json", capture_json=True)
         print(f"full job {full['id']}: {full['status']}")
@@ -187,17 +205,13 @@ def main() -> None:
         scores = _accuracy(full["id"], truth)
         review_page = OUT / "review-full-run.html"  # the review page, least confident first
         extractflow("review", "html", full["id"], "-o", str(review_page), "--sort", "confidence")
-    print("\nAccuracy of the full run against the corpus's known answers:")
-    for variable, (ok, total) in scores.items():
-        print(f"  {variable:<16} {ok:>3}/{total:<3} {ok / total:6.0%}" if total else variable)
-    all_ok = sum(ok for ok, _ in scores.values())
-    all_n = sum(n for _, n in scores.values())
-    print(f"  {'all':<16} {all_ok:>3}/{all_n:<3} {all_ok / max(all_n, 1):6.0%}")
+    _print_accuracy("Accuracy of the full run against the corpus's known answers:", scores)
     print(f"\nCorpus: {len(corpus)} documents in {OUT / 'corpus'}")
     print("Exports:")
     for path in written:
         print(f"  {path}")
     print(f"Review page (open it in a browser): {review_page}")
+    print(f"\nThe demo took {(time.monotonic() - started) / 60:.1f} minutes.")
     print("\nTo browse the runs in the Prefect UI: .venv/bin/prefect server start  "
           "(then open http://127.0.0.1:4200)")
 

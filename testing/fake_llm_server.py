@@ -1003,12 +1003,16 @@ class FakeLLMServer:
         text_fence: Literal["auto", "always", "never"] = "auto",
         token_logprob: float = -0.01,
         max_recorded: int | None = None,
+        prompt_cache: bool = True,
     ) -> None:
         """``model=None`` accepts any model name; ``context_window`` (tokens, estimated as
         bytes/4) turns oversized prompts into ``context_length_exceeded``; ``text_fence``
         wraps JSON answers in a ```json fence for plain-text requests ("auto": when the prompt
         mentions ```json, as instructor's MD_JSON does); ``max_recorded`` bounds memory in
-        long benchmarks."""
+        long benchmarks. ``prompt_cache`` reports, like a provider's prompt cache, the prompt
+        tokens shared with an earlier request (the longest common prefix of the messages'
+        text with one of the last 64 prompts, bytes/4) as
+        ``usage.prompt_tokens_details.cached_tokens``."""
         self.models: list[str] | None = (
             [model] if isinstance(model, str) else (list(model) if model is not None else None)
         )
@@ -1028,6 +1032,8 @@ class FakeLLMServer:
         self._record_lock = threading.Lock()
         self._requests: deque[RecordedRequest] = deque(maxlen=max_recorded)
         self._ids = itertools.count(1)
+        self.prompt_cache = prompt_cache
+        self._recent_prompts: deque[str] = deque(maxlen=64)
         self.in_flight = 0
         self._reset_counters()
         self._thread: threading.Thread | None = None
@@ -1197,6 +1203,7 @@ class FakeLLMServer:
         """Forget requests, counters and faults (in-flight requests are still tracked)."""
         with self._record_lock:
             self._requests.clear()
+            self._recent_prompts.clear()
             self._reset_counters()
         self._faults.clear()
 
@@ -1438,9 +1445,22 @@ class FakeLLMServer:
             text = _content_fault_text(fault.kind, text, request, fence)
             finish_reason = "length" if fault.kind == "truncated_json" else finish_reason
         payload = self._completion_payload(request, text, finish_reason, prompt_tokens, answer)
+        if self.prompt_cache:
+            cached = min(prompt_tokens, self._cached_prefix_tokens(request))
+            payload["usage"]["prompt_tokens_details"] = {"cached_tokens": cached}
         if request.stream:
             return _Reply(200, _to_sse(payload, request), content_type="text/event-stream")
         return _json_reply(200, payload, [("x-request-id", payload["id"])])
+
+    def _cached_prefix_tokens(self, request: ChatRequest) -> int:
+        """Tokens (bytes/4) of the longest prefix this prompt shares with a recent one."""
+        prompt = "\n".join(str(m.get("content") or "") for m in request.messages
+                            if isinstance(m, dict))
+        with self._record_lock:
+            best = max((len(os.path.commonprefix([prompt, p])) for p in self._recent_prompts),
+                       default=0)
+            self._recent_prompts.append(prompt)
+        return best // 4
 
     def _completion_payload(
         self,

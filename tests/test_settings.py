@@ -57,13 +57,17 @@ def test_local_profile_fills_in_only_what_is_not_set(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("EXTRACTFLOW_LLM_PROFILE", "local")
     settings = get_settings()
     assert settings.llm_base_url == "http://127.0.0.1:8765/v1"
-    assert (settings.llm_model, settings.llm_instructor_mode) == ("smollm2-135m-instruct", "tools")
+    assert (settings.llm_model, settings.llm_instructor_mode) == (settings.llm_local_model,
+                                                                  "tools")
     assert settings.llm_api_key.get_secret_value() == "sk-local"
     monkeypatch.setenv("EXTRACTFLOW_LLM_BASE_URL", "http://127.0.0.1:9000/v1")
     monkeypatch.setenv("EXTRACTFLOW_LLM_CONCURRENCY", "1")
     overridden = get_settings()
     assert overridden.llm_base_url == "http://127.0.0.1:9000/v1"
-    assert overridden.llm_concurrency == 1 and overridden.llm_model == "smollm2-135m-instruct"
+    assert overridden.llm_concurrency == 1 and overridden.llm_model == settings.llm_local_model
+    monkeypatch.setenv("EXTRACTFLOW_LLM_LOCAL_MODEL", "qwen2.5-coder-1.5b")
+    assert get_settings().llm_model == "qwen2.5-coder-1.5b"  # the name the server lists
+    monkeypatch.delenv("EXTRACTFLOW_LLM_LOCAL_MODEL")
     monkeypatch.setenv("EXTRACTFLOW_LLM_PROFILE", "cloud")
     with pytest.raises(ValueError, match="local"):
         get_settings()
@@ -77,5 +81,9 @@ def test_local_profile_matches_the_server_llm_local_starts() -> None:
 
     assert LOCAL_PROFILE["llm_base_url"] == f"http://127.0.0.1:{local_model.DEFAULT_PORT}/v1"
     assert LOCAL_PROFILE["llm_api_key"].get_secret_value() == local_model.API_KEY
-    assert LOCAL_PROFILE["llm_model"] == local_model.BUNDLED_MODEL_NAME
+    from config.settings import DEFAULT_LOCAL_MODEL
+    from extraction.llm import model_catalog
+
+    assert DEFAULT_LOCAL_MODEL == model_catalog.DEFAULT_LOCAL_MODEL
+    assert model_catalog.get_model(DEFAULT_LOCAL_MODEL).alias == DEFAULT_LOCAL_MODEL
     assert LOCAL_PROFILE["llm_instructor_mode"] == local_model.RECOMMENDED_MODE

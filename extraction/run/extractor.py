@@ -4,7 +4,10 @@ For each call the messages are: **system** = the prompt's system message (in per
 the first variable's; they are generated identically, a difference is logged), **user** = the
 variables' instruction blocks in codebook order, then the document text between ``<document>``
 and ``</document>`` (any such tag inside the text defused, see
-:func:`extraction.prompts.wrap_document`). per_document makes one call per document;
+:func:`extraction.prompts.wrap_document`). What the calls share comes first, so prompt caches
+(llama.cpp's, providers') reuse it: per_document calls share the system message and the
+blocks, so the document comes last; per_variable calls of one document share the document, so
+it comes before the variable's block. per_document makes one call per document;
 per_variable makes one call per variable, all at once (``asyncio.gather``; the client's limiter
 caps how many are in flight).
 
@@ -84,6 +87,7 @@ _T = TypeVar("_T")
 def build_messages(
     system: str, blocks: Sequence[str], text: str, *,
     part: tuple[int, int] | None = None,
+    document_first: bool = False,
 ) -> list[dict[str, str]]:
     """The chat messages of one call: system message, then blocks and the delimited text.
 
@@ -92,18 +96,27 @@ def build_messages(
         blocks: The instruction blocks of the call's variables, in codebook order.
         text: The document text (or one chunk of it).
         part: ``(n, total)`` when ``text`` is the n-th of ``total`` chunks.
+        document_first: The document before the blocks (per_variable: the calls of one
+            document then share everything up to the variable's block).
     """
     body = "\n\n".join(b.strip() for b in blocks)
+    where = "above" if document_first else "below"
     if part is not None and part[1] > 1:
-        lead = (f"The document is long: below is part {part[0]} of {part[1]}. Answer from "
+        lead = (f"The document is long: {where} is part {part[0]} of {part[1]}. Answer from "
                 "this part only; answer null where this part does not say.")
     elif len(blocks) > 1:
-        lead = "Answer every variable above from the document below."
+        lead = f"Answer every variable {'below' if document_first else 'above'} from the " \
+               f"document {where}."
     else:
-        lead = "Answer the variable above from the document below."
+        lead = f"Answer the variable {'below' if document_first else 'above'} from the " \
+               f"document {where}."
+    if document_first:
+        content = f"{wrap_document(text)}\n\n{lead}\n\n{body}"
+    else:
+        content = f"{body}\n\n{lead}\n{wrap_document(text)}"
     return [
         {"role": "system", "content": system},
-        {"role": "user", "content": f"{body}\n\n{lead}\n{wrap_document(text)}"},
+        {"role": "user", "content": content},
     ]
 
 
@@ -125,6 +138,7 @@ class _Tally:
     reasks: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
+    tokens_cached: int = 0
     cost_usd: float | None = None
 
     def add_result(self, result: LLMResult[Any]) -> None:
@@ -134,6 +148,7 @@ class _Tally:
         self.reasks += result.reasks
         self.tokens_in += result.tokens_in
         self.tokens_out += result.tokens_out
+        self.tokens_cached += result.tokens_cached
         if result.cost_usd is not None:
             self.cost_usd = (self.cost_usd or 0.0) + result.cost_usd
 
@@ -147,6 +162,7 @@ class _Tally:
         self.reasks += int(error.extra.get("reasks") or 0)
         self.tokens_in += int(error.extra.get("tokens_in") or 0)
         self.tokens_out += int(error.extra.get("tokens_out") or 0)
+        self.tokens_cached += int(error.extra.get("tokens_cached") or 0)
         if cost is not None:
             self.cost_usd = (self.cost_usd or 0.0) + cost
 
@@ -250,6 +266,7 @@ class Extractor:
             result.reasks += tally.reasks
             result.tokens_in += tally.tokens_in
             result.tokens_out += tally.tokens_out
+            result.tokens_cached += tally.tokens_cached
             if tally.cost_usd is not None:
                 result.cost_usd = (result.cost_usd or 0.0) + tally.cost_usd
             result.errors.extend(outcome.errors)
@@ -296,7 +313,8 @@ class Extractor:
 
         async def call(chunk: chunking.Chunk, total: int) -> _Call:
             messages = build_messages(system, blocks, chunk.text,
-                                      part=(chunk.index + 1, total) if total > 1 else None)
+                                      part=(chunk.index + 1, total) if total > 1 else None,
+                                      document_first=self.mode == "per_variable")
             try:
                 result = await self.client.complete(
                     messages, model, temperature=temperature, max_tokens=max_tokens,
@@ -394,6 +412,7 @@ class Extractor:
         latency = (time.perf_counter() - started) * 1000
         tokens_in = _split_evenly(tally.tokens_in, len(unit))
         tokens_out = _split_evenly(tally.tokens_out, len(unit))
+        tokens_cached = _split_evenly(tally.tokens_cached, len(unit))
         total = len(calls)
         errors: list[str] = []
         failed_calls = [c for c in calls if c.error is not None]
@@ -406,7 +425,7 @@ class Extractor:
             cell = CellResult(
                 variable_id=variable.id, status=ExtractionStatus.FAILED, attempts=tally.attempts,
                 tokens_in=tokens_in[i], tokens_out=tokens_out[i], latency_ms=latency,
-                prompt_id=prompt.id,
+                prompt_id=prompt.id, tokens_cached=tokens_cached[i],
             )
             if merged.status == "failed":
                 cell.error = _error_text(pick.call, total)

@@ -32,6 +32,7 @@ class ProgressDelta:
     tokens_in: int = 0
     tokens_out: int = 0
     cost_usd: float | None = None
+    tokens_cached: int = 0
 
     def __iadd__(self, other: ProgressDelta) -> Self:
         self.documents_completed += other.documents_completed
@@ -40,6 +41,7 @@ class ProgressDelta:
         self.cells_reused += other.cells_reused
         self.tokens_in += other.tokens_in
         self.tokens_out += other.tokens_out
+        self.tokens_cached += other.tokens_cached
         if other.cost_usd is not None:
             self.cost_usd = (self.cost_usd or 0.0) + other.cost_usd
         return self
@@ -57,6 +59,7 @@ def add_progress(session: Session, job_id: uuid.UUID, delta: ProgressDelta) -> N
         "cells_reused": J.cells_reused + delta.cells_reused,
         "tokens_in": J.tokens_in + delta.tokens_in,
         "tokens_out": J.tokens_out + delta.tokens_out,
+        "tokens_cached": J.tokens_cached + delta.tokens_cached,
         "progress": case(
             (J.documents_total > 0, 100.0 * (done + failed) / J.documents_total), else_=100.0
         ),

@@ -86,6 +86,7 @@ class CellResult:
     tokens_out: int = 0
     latency_ms: float | None = None
     prompt_id: uuid.UUID | None = None
+    tokens_cached: int = 0  # of tokens_in, read from the server's prompt cache
 
 
 @dataclass
@@ -101,5 +102,6 @@ class DocumentResult:
     tokens_out: int = 0
     cost_usd: float | None = None
     errors: list[str] = field(default_factory=list)
+    tokens_cached: int = 0
     #: Every call failed without reaching the LLM server (connection refused, DNS…).
     unreachable: bool = False

@@ -264,6 +264,7 @@ class ChunkRunner:
             "attempts": 1,
             "tokens_in": 0,
             "tokens_out": 0,
+            "tokens_cached": 0,
             "latency_ms": None,
             "reused_from_id": None,
             "created_at": utcnow(),
@@ -396,6 +397,7 @@ class ChunkRunner:
             delta += progress.ProgressDelta(
                 llm_calls=result.llm_calls, tokens_in=result.tokens_in,
                 tokens_out=result.tokens_out, cost_usd=result.cost_usd,
+                tokens_cached=result.tokens_cached,
             )
             outcome.llm_calls += result.llm_calls
             outcome.tokens_in += result.tokens_in
@@ -414,6 +416,7 @@ class ChunkRunner:
             support=cell.support, support_reason=cell.support_reason,
             error=cell.error, attempts=cell.attempts, tokens_in=cell.tokens_in,
             tokens_out=cell.tokens_out, latency_ms=cell.latency_ms,
+            tokens_cached=cell.tokens_cached,
         )
         return row
 

@@ -93,6 +93,7 @@ def job_to_dict(job: ProcessingJob, *, project_name: str | None = None) -> dict[
         "cells_reused": job.cells_reused,
         "tokens_in": job.tokens_in,
         "tokens_out": job.tokens_out,
+        "tokens_cached": job.tokens_cached or 0,
         "cost_usd": job.cost_usd,
         "flow_run_id": job.flow_run_id,
         "prompt_snapshot": job.prompt_snapshot or {},
@@ -131,6 +132,7 @@ def extraction_to_dict(extraction: Extraction) -> dict[str, Any]:
         "attempts": extraction.attempts,
         "tokens_in": extraction.tokens_in,
         "tokens_out": extraction.tokens_out,
+        "tokens_cached": extraction.tokens_cached or 0,
         "latency_ms": extraction.latency_ms,
         "reused_from_id": str(extraction.reused_from_id) if extraction.reused_from_id else None,
     }

@@ -40,6 +40,7 @@ from extraction.llm.local_model import (
     port_in_use,
     start_local_server,
 )
+from extraction.llm.model_catalog import get_model
 
 # ---- a stand-in for the server process --------------------------------------------------------
 
@@ -333,9 +334,16 @@ def test_strict_json_grammar_forbids_raw_control_characters() -> None:
 
 def _real_model_or_skip() -> Path:
     required = os.environ.get("EXTRACTFLOW_REQUIRE_LOCAL_MODEL") == "1"
+    from extraction.llm.model_catalog import get_model
+    from extraction.llm.model_install import cached_model_path
+
     try:
         check_runtime()
-        return find_bundled_model()
+        path = cached_model_path(get_model())
+        if path is None:
+            raise LocalModelError(f"the default local model {get_model().name} is not installed",
+                                  title="Local model not installed")
+        return path
     except LocalModelError as exc:
         if required:
             pytest.fail(f"EXTRACTFLOW_REQUIRE_LOCAL_MODEL=1 but {exc}")
@@ -374,7 +382,7 @@ def test_real_local_server_answers_an_instructor_extraction_in_tools_mode() -> N
         "Recruitment started on 3 September 2019."
     )
     with start_local_server() as server:
-        assert server.model_name == "smollm2-135m-instruct"
+        assert server.model_name == get_model().alias
         assert server.chat_format == "chatml"
         # the port is ours now: a second server on it is refused
         with pytest.raises(LocalModelError, match=f"port {server.port} is already in use"):
@@ -444,7 +452,7 @@ def test_llm_local_command_serves_until_ctrl_c_and_llm_check_passes(tmp_path: Pa
         checked = subprocess.run([*cli, "llm", "check", "--json"], env=profile, text=True,
                                  capture_output=True, timeout=180, check=False)
         assert checked.returncode == 0, checked.stdout + checked.stderr
-        assert '"model": "smollm2-135m-instruct"' in checked.stdout
+        assert f'"model": "{get_model().alias}"' in checked.stdout
         second = subprocess.run([*cli, "llm", "local", "--port", str(port)], env=env, text=True,
                                 capture_output=True, timeout=60, check=False)
         assert second.returncode == 7 and "already in use" in second.stderr

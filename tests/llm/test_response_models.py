@@ -10,7 +10,9 @@ from pydantic import ValidationError
 
 from extraction.llm.response_models import (
     DATE_PATTERN,
+    DEFAULT_LAYOUT,
     EVIDENCE_MAX_CHARS,
+    LAYOUTS,
     TEXT_MAX_CHARS,
     answer_model,
     answers_by_variable,
@@ -36,7 +38,12 @@ TITLE = var("trial_title", VariableType.TEXT, required=True)
 ALL = (TITLE, PHASE, SPONSOR, ARMS, ENROLLMENT, START, RANDOMISED)
 
 
-def answer(value, status="found", evidence="quote", confidence=0.9) -> dict:
+def answer(value, evidence="quote", confidence=0.9) -> dict:
+    return {"value": value, "evidence": evidence, "confidence": confidence}
+
+
+def stated(value, status="found", evidence="quote", confidence=0.9) -> dict:
+    """An answer of the status_first layout (the one measured worst, kept for comparison)."""
     return {"status": status, "evidence": evidence, "value": value, "confidence": confidence}
 
 
@@ -47,10 +54,30 @@ def test_per_document_schema_has_one_field_per_variable_in_codebook_order() -> N
     assert schema["additionalProperties"] is False
     for v in ALL:
         sub = schema["$defs"][v.name]
-        assert list(sub["properties"]) == ["status", "evidence", "value", "confidence"]
-        assert sub["required"] == ["status", "evidence", "value", "confidence"]
-        assert sub["properties"]["status"]["enum"] == ["found", "not_found"]
+        # the value first: a small model commits to an answer before it can talk itself
+        # into "not found"; the status is derived from a null value
+        assert list(sub["properties"]) == ["value", "evidence", "confidence"]
+        assert sub["required"] == ["value", "evidence", "confidence"]
+        assert sub["additionalProperties"] is False
         assert all("title" not in p for p in sub["properties"].values())
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_every_layout_keeps_typed_values_evidence_confidence_and_not_found(layout) -> None:
+    keys = {"value": "value", "evidence": "evidence", "confidence": "confidence"}
+    keys.update({k: n for k, n in zip(LAYOUTS[layout].keys, LAYOUTS[layout].names)})
+    model = answer_model(ENROLLMENT, layout)
+    schema = model.model_json_schema()
+    assert list(schema["properties"]) == list(LAYOUTS[layout].names)
+    assert {"type": "number"} in schema["properties"][keys["value"]]["anyOf"]
+    found = model.model_validate({keys["value"]: "1,204", keys["evidence"]: "1,204 enrolled",
+                                  keys["confidence"]: 0.8, "status": "found"})
+    assert (found.value, found.evidence, found.confidence, found.status) == (
+        1204.0, "1,204 enrolled", 0.8, "found")
+    absent = model.model_validate({keys["value"]: None, keys["evidence"]: None,
+                                   keys["confidence"]: 0.9, "status": "not_found"})
+    assert absent.status == "not_found" and not absent.found
+    assert DEFAULT_LAYOUT in LAYOUTS
 
 
 def _value_schema(variable: VariableInfo) -> dict:
@@ -116,15 +143,17 @@ def test_lenient_values_are_normalised() -> None:
 
 
 def test_null_value_is_not_found_even_for_a_required_variable() -> None:
-    parsed = answer_model(TITLE).model_validate(answer(None, status="found", evidence=None))
+    parsed = answer_model(TITLE).model_validate(answer(None, evidence=None))
     assert parsed.status == "not_found" and parsed.value is None and not parsed.found
     placeholder = answer_model(TITLE).model_validate(answer("N/A"))
     assert placeholder.status == "not_found" and placeholder.value is None
 
 
 def test_value_with_status_not_found_is_kept_and_marked_contradicted() -> None:
-    parsed = answer_model(ENROLLMENT).model_validate(answer(12, status="not_found"))
+    model = answer_model(ENROLLMENT, "status_first")
+    parsed = model.model_validate(stated(12, status="not_found"))
     assert parsed.status == "found" and parsed.value == 12.0 and parsed.contradicted
+    assert not model.model_validate(stated(12)).contradicted
     assert not answer_model(ENROLLMENT).model_validate(answer(12)).contradicted
 
 
@@ -137,7 +166,7 @@ def test_confidence_accepts_fractions_and_percentages(raw, expected) -> None:
 
 @pytest.mark.parametrize("status", ["Not Found", "not-found", "absent", None])
 def test_status_variants_mean_not_found(status) -> None:
-    parsed = answer_model(RANDOMISED).model_validate(answer(None, status=status))
+    parsed = answer_model(RANDOMISED, "status_first").model_validate(stated(None, status=status))
     assert parsed.status == "not_found"
 
 
@@ -152,7 +181,7 @@ def test_unreadable_values_fail_validation_with_a_message_for_the_model(variable
 
 def test_missing_key_and_wrong_json_fail() -> None:
     with pytest.raises(ValidationError):
-        answer_model(PHASE).model_validate({"status": "found", "value": "Phase 1"})
+        answer_model(PHASE).model_validate({"value": "Phase 1", "evidence": None})
     with pytest.raises(ValidationError):
         document_model(ALL).model_validate_json('{"phase": ')
 

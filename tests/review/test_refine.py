@@ -234,7 +234,7 @@ def test_examples_budget_is_a_share_of_the_context_window(session: Session) -> N
                                  corrected_value=f"Beta {i} Inc", comment=f"case {i}")
     session.commit()
     small = get_settings(llm_context_tokens=4000)  # 600 tokens / 5 variables = 120
-    report = refine_prompts(session, "trials", Recorder(), settings=small)
+    report = refine_prompts(session, "trials", Recorder(), settings=small, held_out=False)
     [result] = report.results
     assert result.corrections == 6 and result.examples_total == 6
     assert 1 <= result.examples_shown < 6

@@ -153,6 +153,10 @@ def test_per_document_mode_makes_one_call_per_document_and_stores_values(
     job = _job(db_url, job_id)
     assert (job.documents_completed, job.documents_failed, job.llm_calls) == (6, 0, 6)
     assert job.progress == pytest.approx(100.0)
+    # the fake reports cached prompt tokens as a provider does: the documents' calls share the
+    # system message and the blocks, stored per cell and summed per job
+    assert job.tokens_cached > 0 and job.tokens_cached == sum(c.tokens_cached for c in cells)
+    assert job.tokens_cached < job.tokens_in
 
 
 def test_per_variable_mode_sends_each_variable_its_own_prompt(
