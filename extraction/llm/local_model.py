@@ -40,7 +40,7 @@ from typing import Any, Self
 
 import httpx
 
-from extraction.errors import ConfigError
+from extraction.llm.model_catalog import LocalModelError
 
 __all__ = [
     "BUNDLED_MODEL_FILE",
@@ -84,20 +84,6 @@ INSTALL_HINT = (
 )
 
 
-class LocalModelError(ConfigError, RuntimeError):
-    """The local model cannot be found, started or reached.
-
-    A ConfigError of the project's error root (problem details, exit code 7) with its own
-    ``type``; the ``detail`` says what is wrong and what to do, ``title`` names the problem.
-    """
-
-    type = "local-model-error"
-    title = "Local model unavailable"
-
-    def __init__(self, detail: str, *, title: str | None = None, **kwargs: Any) -> None:
-        super().__init__(detail, **kwargs)
-        if title is not None:
-            self.title = title
 
 
 # --------------------------------------------------------------------------------------------

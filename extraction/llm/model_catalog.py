@@ -20,8 +20,12 @@ No imports beyond the standard library: settings and the CLI read this module ch
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from extraction.errors import ConfigError
 
 __all__ = [
+    "LocalModelError",
     "CATALOG",
     "DEFAULT_LOCAL_MODEL",
     "BundledModel",
@@ -29,6 +33,22 @@ __all__ = [
     "UnknownModel",
     "get_model",
 ]
+
+
+class LocalModelError(ConfigError, RuntimeError):
+    """The local model cannot be found, started or reached.
+
+    A ConfigError of the project's error root (problem details, exit code 7) with its own
+    ``type``; the ``detail`` says what is wrong and what to do, ``title`` names the problem.
+    """
+
+    type = "local-model-error"
+    title = "Local model unavailable"
+
+    def __init__(self, detail: str, *, title: str | None = None, **kwargs: Any) -> None:
+        super().__init__(detail, **kwargs)
+        if title is not None:
+            self.title = title
 
 
 class UnknownModel(KeyError):

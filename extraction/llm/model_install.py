@@ -33,8 +33,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from extraction.llm.local_model import LocalModelError
-from extraction.llm.model_catalog import BundledModel, ChunkedGGUF, UnknownModel, get_model
+from extraction.llm.model_catalog import (
+    BundledModel,
+    ChunkedGGUF,
+    LocalModelError,
+    UnknownModel,
+    get_model,
+)
 
 __all__ = [
     "assemble",
