@@ -20,7 +20,7 @@ Rules worth knowing:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -239,6 +239,38 @@ def store_checked(
 
 
 # --------------------------------------------------------------------------- reading
+
+def store_new_verdicts(
+    session: Session,
+    current: Mapping[uuid.UUID, FeedbackView],
+    verdicts: Sequence[tuple[Extraction, bool, Any, str]],
+    *,
+    source: str,
+    report: Any,
+) -> None:
+    """Store checked verdicts from an import, skipping those that repeat the current one.
+
+    ``verdicts`` are ``(extraction, is_correct, checked value, comment)``; ``current`` is
+    :func:`effective_feedback` of the project. A verdict equal to the cell's current verdict
+    (same judgement, comment and, for a wrong value, the same corrected value by the type's
+    rules) counts as ``unchanged``; the rest go through :func:`store_checked`. ``report``'s
+    ``unchanged``, ``created``, ``updated`` and ``feedback_ids`` are counted up, so the
+    workbook and the page's verdict files report the same way.
+    """
+    to_store = []
+    for extraction, is_correct, value, comment in verdicts:
+        verdict = current.get(extraction.id)
+        if verdict is not None and verdict.is_correct == is_correct \
+                and verdict.comment == comment \
+                and (is_correct or same_value(extraction.variable,
+                                              verdict.corrected_value, value)):
+            report.unchanged += 1
+            continue
+        to_store.append((extraction, is_correct, value, comment))
+    for outcome in store_checked(session, to_store, source=source):
+        setattr(report, outcome.action, getattr(report, outcome.action) + 1)
+        report.feedback_ids.append(outcome.feedback.id)
+
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from extraction.errors import ExtractflowError, ValidationError
 from extraction.models import Extraction
-from extraction.review.corrections import same_value
-from extraction.review.feedback import check_feedback, effective_feedback, store_checked
+from extraction.review.feedback import check_feedback, effective_feedback, store_new_verdicts
 
 __all__ = ["CSV_COLUMNS", "FORMAT", "SOURCE", "RowProblem", "VerdictImport", "VerdictRow",
            "import_verdict_file", "read_verdict_file"]
@@ -281,17 +280,8 @@ def import_verdict_file(
         except ExtractflowError as exc:
             refuse(exc.field or "is_correct", exc.detail)
             continue
-        verdict = current.get(extraction.id)
-        if verdict is not None and verdict.is_correct == row.is_correct \
-                and verdict.comment == row.comment \
-                and (row.is_correct or same_value(extraction.variable,
-                                                  verdict.corrected_value, value)):
-            report.unchanged += 1
-            continue
         to_store.append((extraction, row.is_correct, value, row.comment))
-    for outcome in store_checked(session, to_store, source=source):
-        setattr(report, outcome.action, getattr(report, outcome.action) + 1)
-        report.feedback_ids.append(outcome.feedback.id)
+    store_new_verdicts(session, current, to_store, source=source, report=report)
     problems.sort(key=lambda p: p.row)
     report.problems = problems
     return report

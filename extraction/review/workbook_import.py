@@ -25,8 +25,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from extraction.errors import ExtractflowError, ValidationError
 from extraction.models import Extraction
-from extraction.review.corrections import same_value
-from extraction.review.feedback import check_feedback, effective_feedback, store_checked
+from extraction.review.feedback import check_feedback, effective_feedback, store_new_verdicts
 from extraction.review.workbook import COLUMN_NUMBER as _COL
 from extraction.review.workbook import COLUMNS, REVIEW_SHEET
 
@@ -246,18 +245,9 @@ def import_review_workbook(
     if problems:
         _raise_problems(path, problems)
 
-    to_store = []
-    for row, extraction, value in checked:
-        verdict = current.get(extraction.id)
-        if verdict is not None and verdict.is_correct == row.is_correct \
-                and verdict.comment == row.comment \
-                and (row.is_correct or same_value(extraction.variable,
-                                                  verdict.corrected_value, value)):
-            report.unchanged += 1
-            continue
-        to_store.append((extraction, row.is_correct, value, row.comment))
-    for outcome in store_checked(session, to_store, source=source):
-        setattr(report, outcome.action, getattr(report, outcome.action) + 1)
-        report.feedback_ids.append(outcome.feedback.id)
+    store_new_verdicts(session, current,
+                       [(extraction, row.is_correct, value, row.comment)
+                        for row, extraction, value in checked],
+                       source=source, report=report)
     return report
 
