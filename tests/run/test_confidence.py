@@ -9,6 +9,7 @@ import pytest
 from extraction.run.confidence import (
     CONTRADICTION_FACTOR,
     UNGROUNDED_FACTOR,
+    UNSUPPORTED_FACTOR,
     combine,
     mean_token_probability,
 )
@@ -56,3 +57,13 @@ def test_mean_token_probability() -> None:
     assert mean_token_probability([math.log(0.5), math.log(0.9)]) == pytest.approx(0.7)
     assert mean_token_probability([]) is None
     assert mean_token_probability([float("-inf")]) is None
+
+
+def test_unsupported_lowers_the_confidence_by_the_documented_factor() -> None:
+    assert combine(0.9, found=True, grounded=True, unsupported=True) == round(
+        0.9 * UNSUPPORTED_FACTOR, 4)
+    assert combine(0.9, found=True, grounded=False, unsupported=True) == round(
+        0.9 * 0.5 * UNSUPPORTED_FACTOR, 4)
+    assert combine(0.9, found=True, grounded=True, unsupported=True,
+                   unsupported_factor=1.0) == 0.9
+    assert combine(0.9, found=False, grounded=None, unsupported=True) == 0.9
