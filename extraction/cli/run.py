@@ -366,12 +366,14 @@ def resume(
 
 def _new_cap(s: Any, row: ProcessingJob, max_cost: float | None, settings: Any) -> None:
     """Store a resumed job's new cap; a job its cap stopped needs one above what it spent."""
-    spent = row.cost_usd or 0.0
-    cap = max_cost if max_cost is not None else (row.parameters or {}).get("max_cost_usd")
-    if jobs.stopped_by_budget(row) and (cap is None or cap <= spent):
+    old = (row.parameters or {}).get("max_cost_usd")
+    cap = max_cost if max_cost is not None else old
+    if jobs.stopped_by_budget(row) and (max_cost is None or (old is not None and cap <= old)):
+        spent = row.cost_usd or 0.0
         raise ValidationError(
-            f"job {row.id} stopped at its budget cap (${spent:.4f} spent): resume it with a "
-            f"higher cap, e.g. --max-cost {max(spent * 2, spent + 0.01):.2f}", field="max_cost")
+            f"job {row.id} stopped at its budget cap (${spent:.4f} spent of "
+            f"${float(old or 0):.4f}): resume it with a higher cap, e.g. --max-cost "
+            f"{max(float(old or 0) * 2, spent + 0.01):.2f}", field="max_cost")
     _check_cap(settings, row.model, cap)
     row.parameters = {**(row.parameters or {}), "max_cost_usd": cap}
     s.flush()
