@@ -49,10 +49,18 @@ def default_home() -> Path:
 
 
 class ModelPrice(BaseModel):
-    """Price of one model in US dollars per million tokens."""
+    """Price of one model in US dollars per million tokens (an entry of ``llm_prices``).
 
-    input_per_million: float = 0.0
-    output_per_million: float = 0.0
+    ``cached_input_per_million`` prices prompt tokens served from the provider's prompt
+    cache (``None``: the input price); ``batch_discount`` is the share of the price a Batch
+    API call pays.
+    """
+
+    input_per_million: float = Field(default=0.0, ge=0)
+    output_per_million: float = Field(default=0.0, ge=0)
+    cached_input_per_million: float | None = Field(default=None, ge=0)
+    batch_discount: float = Field(default=0.5, gt=0, le=1)
+    cache_min_tokens: int = Field(default=0, ge=0)
 
 
 class Settings(BaseSettings):
@@ -94,7 +102,18 @@ class Settings(BaseSettings):
     llm_backoff_max: float = Field(default=30.0, ge=0)
     llm_retry_after_max: float = Field(default=60.0, ge=0, description="Cap on a Retry-After wait.")
     llm_request_logprobs: bool = False
-    llm_prices: dict[str, ModelPrice] = Field(default_factory=dict)
+    llm_prices: dict[str, ModelPrice] = Field(
+        default_factory=dict, description="Prices by model name; they win over the price "
+        "file and the table shipped in extraction/llm/prices.yaml.")
+    llm_prices_file: Path | None = Field(
+        default=None, description="A YAML price table of your own (same shape as "
+        "extraction/llm/prices.yaml); its models override the shipped ones.")
+    max_cost_usd: float | None = Field(
+        default=None, gt=0, description="Budget cap of every run in US dollars (--max-cost "
+        "wins): no new LLM call starts once spent + in flight would pass it.")
+    estimate_call_seconds: float = Field(
+        default=3.0, gt=0, description="Seconds per LLM call `run --estimate` assumes when "
+        "the project has no observed latency yet.")
     llm_context_tokens: int = Field(default=12000, ge=500, description="Token budget per call.")
     llm_chunk_overlap_tokens: int = Field(default=200, ge=0)
 

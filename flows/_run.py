@@ -141,7 +141,7 @@ async def _extract_stage(job_id: uuid.UUID, options: RunOptions, settings: Setti
                          job_id=job_id, flow_run_id=runtime_flow_run.id, stop=stop),
         build=functools.partial(build_engine, settings, plan, limiter),
         session_factory=session_scope, stop=stop, resumed=resumed, run_chunk=extract,
-        on_progress=report_progress,
+        on_progress=report_progress, settings=settings,
     )
 
 
@@ -151,7 +151,7 @@ async def run_job(
     *,
     job_id: str | None = None,
     force: bool = False,
-    knobs: Mapping[str, int | None] | None = None,
+    knobs: Mapping[str, int | float | None] | None = None,
 ) -> dict[str, Any] | State:
     """Run a sample or full job end to end; returns the job as a dict, or a final state.
 
@@ -183,9 +183,9 @@ async def run_job(
     try:
         await parse(job_uuid)
         await prompt(job_uuid)
-        await _extract_stage(job_uuid, options, settings, stop, resumed=resumed)
+        total = await _extract_stage(job_uuid, options, settings, stop, resumed=resumed)
         if stop.is_set():
-            outcome, reason = "cancelled", why.get("reason", "cancelled")
+            outcome, reason = "cancelled", total.stop_reason or why.get("reason", "cancelled")
     except FatalRunError as exc:
         outcome, reason = "failed", exc.reason
     except ExtractflowError as exc:

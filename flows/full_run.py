@@ -31,6 +31,7 @@ async def full_run(
     documents_per_chunk: int | None = None,
     chunks_in_flight: int | None = None,
     stop_after_unreachable_documents: int | None = None,
+    max_cost_usd: float | None = None,
 ) -> dict[str, Any] | State:
     """Extract every variable of a project from all its documents.
 
@@ -56,6 +57,9 @@ async def full_run(
         stop_after_unreachable_documents: Fail the run when this many documents in a row
             could not reach the LLM server; 0 never. Default:
             EXTRACTFLOW_STOP_AFTER_UNREACHABLE_DOCUMENTS.
+        max_cost_usd: Budget cap in US dollars: no new LLM call once spent + in flight
+            would pass it; the job ends CANCELLED "budget reached". Default: the job's own
+            cap (``--max-cost``), else EXTRACTFLOW_MAX_COST_USD.
     """
     params = {"project": project, "mode": mode, "model": model,
               "filename_glob": document_filter}
@@ -63,4 +67,5 @@ async def full_run(
                          knobs={"llm_concurrency": llm_concurrency,
                                 "documents_per_chunk": documents_per_chunk,
                                 "chunks_in_flight": chunks_in_flight,
-                                "stop_after_unreachable": stop_after_unreachable_documents})
+                                "stop_after_unreachable": stop_after_unreachable_documents,
+                                "max_cost_usd": max_cost_usd})

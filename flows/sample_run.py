@@ -33,6 +33,7 @@ async def sample_run(
     documents_per_chunk: int | None = None,
     chunks_in_flight: int | None = None,
     stop_after_unreachable_documents: int | None = None,
+    max_cost_usd: float | None = None,
 ) -> dict[str, Any] | State:
     """Extract every variable of a project from a sample of its documents.
 
@@ -59,6 +60,9 @@ async def sample_run(
         stop_after_unreachable_documents: Fail the run when this many documents in a row
             could not reach the LLM server; 0 never. Default:
             EXTRACTFLOW_STOP_AFTER_UNREACHABLE_DOCUMENTS.
+        max_cost_usd: Budget cap in US dollars: no new LLM call once spent + in flight
+            would pass it; the job ends CANCELLED "budget reached". Default: the job's own
+            cap (``--max-cost``), else EXTRACTFLOW_MAX_COST_USD.
     """
     params = {"project": project, "n": n, "document_ids": document_ids, "seed": seed,
               "mode": mode, "model": model}
@@ -66,4 +70,5 @@ async def sample_run(
                          knobs={"llm_concurrency": llm_concurrency,
                                 "documents_per_chunk": documents_per_chunk,
                                 "chunks_in_flight": chunks_in_flight,
-                                "stop_after_unreachable": stop_after_unreachable_documents})
+                                "stop_after_unreachable": stop_after_unreachable_documents,
+                                "max_cost_usd": max_cost_usd})

@@ -1004,6 +1004,7 @@ class FakeLLMServer:
         token_logprob: float = -0.01,
         max_recorded: int | None = None,
         prompt_cache: bool = True,
+        count_request_schema: bool = False,
     ) -> None:
         """``model=None`` accepts any model name; ``context_window`` (tokens, estimated as
         bytes/4) turns oversized prompts into ``context_length_exceeded``; ``text_fence``
@@ -1012,7 +1013,9 @@ class FakeLLMServer:
         long benchmarks. ``prompt_cache`` reports, like a provider's prompt cache, the prompt
         tokens shared with an earlier request (the longest common prefix of the messages'
         text with one of the last 64 prompts, bytes/4) as
-        ``usage.prompt_tokens_details.cached_tokens``."""
+        ``usage.prompt_tokens_details.cached_tokens``. ``count_request_schema`` also counts
+        the ``tools`` and ``response_format`` of a request as prompt tokens, as providers
+        bill them. ``usage_totals`` sums the usage it reported (prompt, completion, cached)."""
         self.models: list[str] | None = (
             [model] if isinstance(model, str) else (list(model) if model is not None else None)
         )
@@ -1033,6 +1036,7 @@ class FakeLLMServer:
         self._requests: deque[RecordedRequest] = deque(maxlen=max_recorded)
         self._ids = itertools.count(1)
         self.prompt_cache = prompt_cache
+        self.count_request_schema = count_request_schema
         self._recent_prompts: deque[str] = deque(maxlen=64)
         self.in_flight = 0
         self._reset_counters()
@@ -1198,6 +1202,7 @@ class FakeLLMServer:
         self.path_counts: Counter[str] = Counter()
         self.status_counts: Counter[int] = Counter()
         self.fault_counts: Counter[str] = Counter()
+        self.usage_totals: Counter[str] = Counter()
 
     def reset(self) -> None:
         """Forget requests, counters and faults (in-flight requests are still tracked)."""
@@ -1374,7 +1379,11 @@ class FakeLLMServer:
         record.chat = request
         if self.models is not None and request.model not in self.models:
             return _model_not_found(request.model)
-        prompt_tokens = _estimate_tokens(len(json.dumps(body.get("messages"))))
+        prompt_chars = len(json.dumps(body.get("messages")))
+        if self.count_request_schema:
+            prompt_chars += sum(len(json.dumps(body[k])) for k in ("tools", "response_format")
+                                if body.get(k) is not None)
+        prompt_tokens = _estimate_tokens(prompt_chars)
         if self.context_window is not None and prompt_tokens > self.context_window:
             return _context_length_error(self.context_window, prompt_tokens)
         fault = self._faults.pick(request)
@@ -1448,6 +1457,11 @@ class FakeLLMServer:
         if self.prompt_cache:
             cached = min(prompt_tokens, self._cached_prefix_tokens(request))
             payload["usage"]["prompt_tokens_details"] = {"cached_tokens": cached}
+        with self._record_lock:
+            usage = payload["usage"]
+            self.usage_totals.update(
+                prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
+                cached_tokens=usage.get("prompt_tokens_details", {}).get("cached_tokens", 0))
         if request.stream:
             return _Reply(200, _to_sse(payload, request), content_type="text/event-stream")
         return _json_reply(200, payload, [("x-request-id", payload["id"])])

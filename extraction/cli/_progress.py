@@ -106,6 +106,9 @@ def describe_outcome(data: dict[str, Any]) -> str:
         f"{data['documents_failed']} failed; {data['llm_calls']} LLM calls, "
         f"{data['cells_reused']} cells re-used"
     )
+    if data.get("llm_calls"):
+        line += (f", cost ${data['cost_usd']:.4f}" if data.get("cost_usd") is not None
+                 else ", cost unknown (no price for the model)")
     if data.get("error") and data["status"] != JobStatus.COMPLETE.value:
         line += f" — {data['error']}"
     return line

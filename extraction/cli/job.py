@@ -49,6 +49,18 @@ def list_(
     console.print(t)
 
 
+def _cost(data: dict[str, Any]) -> str:
+    """Dollars (or "unknown price"), the cache-hit share and the cap, for `job show`."""
+    if data["cost_usd"] is not None:
+        text = f"${data['cost_usd']:.4f}"
+    else:
+        text = "unknown price" if data["llm_calls"] else "$0 (no LLM call)"
+    if data["tokens_in"]:
+        text += f" (cache hits {data.get('tokens_cached', 0) / data['tokens_in']:.0%})"
+    cap = (data.get("parameters") or {}).get("max_cost_usd")
+    return text + (f" · cap ${float(cap):.4f}" if cap is not None else "")
+
+
 @app.command("show")
 def show(job: JobArg, logs: Annotated[int, typer.Option(
         "--logs", min=0, help="How many recent log entries to show.")] = 10,
@@ -69,7 +81,7 @@ def show(job: JobArg, logs: Annotated[int, typer.Option(
                   markup=False)
     console.print(f"project {data['project']} · mode {data['mode']} · model {data['model']} · "
                   f"tokens {data['tokens_in']} in / {data['tokens_out']} out"
-                  + (f" · cost ${data['cost_usd']:.4f}" if data["cost_usd"] is not None else "")
+                  + f" · cost {_cost(data)}"
                   + (f" · flow run {data['flow_run_id']}" if data["flow_run_id"] else ""),
                   markup=False)
     if data.get("stale"):

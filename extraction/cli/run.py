@@ -7,8 +7,13 @@ ephemeral API, no server needed) with a progress bar, starts it in a detached pr
 
 Resume: ``extractflow run resume JOB`` runs an interrupted job again (its process was killed,
 the job is still PROCESSING with no heartbeat): the cells it already wrote are kept and only
-the rest is extracted. A failed or cancelled job is final — start a new run instead; cells
-done before are re-used at no LLM cost, so that is cheap too.
+the rest is extracted. A job its budget cap stopped (``--max-cost``; CANCELLED "budget
+reached") resumes the same way with a higher cap. A failed or otherwise cancelled job is
+final — start a new run instead; cells done before are re-used at no LLM cost.
+
+Cost: ``--estimate`` prints what the run would cost (documents, calls, tokens, dollars, time;
+:mod:`extraction.run.forecast`) and starts nothing; ``--max-cost USD`` caps it
+(:mod:`extraction.run.budget`).
 """
 
 from __future__ import annotations
@@ -49,19 +54,56 @@ DeploymentOpt = Annotated[bool, typer.Option(
     "--deployment", help="Run the deployed flow on the Prefect server (PREFECT_API_URL).")]
 
 
+EstimateOpt = Annotated[bool, typer.Option(
+    "--estimate", help="Print the run's documents to do, calls, tokens, cost (sync, batch, "
+    "cached prefix) and time, then exit: no LLM call, no job.")]
+MaxCostOpt = Annotated[float | None, typer.Option(
+    "--max-cost", min=0.000001, help="Budget cap in USD: no new LLM call once spent "
+    "+ in flight would pass it; the job ends CANCELLED 'budget reached' (default: "
+    "EXTRACTFLOW_MAX_COST_USD).")]
+
+
 AllowLargeOpt = Annotated[bool, typer.Option(
     "--allow-large", help="Run even when the estimate is over EXTRACTFLOW_RUN_CONFIRM_CALLS "
     "calls or EXTRACTFLOW_RUN_CONFIRM_TOKENS input tokens.")]
 
 
+def _estimate(kind: JobKind, project: str, *, json_out: bool, **options: Any) -> None:
+    """Print the run's forecast; nothing is kept (a prompt generated on the way neither)."""
+    from extraction.run.forecast import forecast_run
+
+    with db_session() as s:
+        forecast = forecast_run(s, get_settings(), kind=kind, project=project, **options)
+        s.rollback()
+    if json_out:
+        emit_json(forecast.to_dict())
+        return
+    for line in forecast.lines():
+        console.print(line, markup=False, highlight=False)
+
+
+def _check_cap(settings: Any, model: str | None, cap: float | None) -> None:
+    """A cap needs the model's price: refuse before anything starts."""
+    from extraction.llm.prices import load_prices
+
+    cap = cap if cap is not None else settings.max_cost_usd
+    if cap is not None and load_prices(settings).get(model) is None:
+        raise ValidationError(
+            f"--max-cost needs the price of model '{model}', which the price table does not "
+            "have; add it to a price file (EXTRACTFLOW_LLM_PRICES_FILE, see docs/cost.md) or "
+            "run without a cap", field="max_cost")
+
+
 def _create(kind: JobKind, project: str, *, allow_large: bool = False, json_out: bool = False,
-            **options: Any) -> dict[str, Any]:
+            max_cost: float | None = None, **options: Any) -> dict[str, Any]:
     """Create the job, after checking its estimated cost against the settings' guard."""
     from extraction.run.estimate import estimate_job
 
     settings = get_settings()
     with db_session() as s:
-        job = create_run_job(s, settings, kind=kind, project=project, **options)
+        job = create_run_job(s, settings, kind=kind, project=project, max_cost_usd=max_cost,
+                             **options)
+        _check_cap(settings, job.model, max_cost)
         estimate = estimate_job(s, job, settings)
         large = estimate.calls > settings.run_confirm_calls \
             or estimate.tokens_in > settings.run_confirm_tokens
@@ -249,6 +291,8 @@ def sample(
     no_wait: NoWaitOpt = False,
     deployment: DeploymentOpt = False,
     allow_large: AllowLargeOpt = False,
+    estimate: EstimateOpt = False,
+    max_cost: MaxCostOpt = None,
     json_out: JsonOption = False,
 ) -> None:
     """Extract a reproducible random sample (or chosen documents) to check the prompts."""
@@ -257,8 +301,13 @@ def sample(
         raise ValidationError("give either --n or --docs, not both", field="docs")
     if document_ids:
         document_ids = _full_document_ids(project, document_ids)
+    if estimate:
+        _estimate(JobKind.SAMPLE, project, json_out=json_out, n=n, seed=seed,
+                  document_ids=document_ids, mode=mode, model=model)
+        return
     data = _create(JobKind.SAMPLE, project, n=n, seed=seed, document_ids=document_ids,
-                   mode=mode, model=model, allow_large=allow_large, json_out=json_out)
+                   mode=mode, model=model, allow_large=allow_large, json_out=json_out,
+                   max_cost=max_cost)
     _launch(JobKind.SAMPLE, data, no_wait=no_wait, deployment=deployment, json_out=json_out)
 
 
@@ -272,11 +321,17 @@ def full(
     no_wait: NoWaitOpt = False,
     deployment: DeploymentOpt = False,
     allow_large: AllowLargeOpt = False,
+    estimate: EstimateOpt = False,
+    max_cost: MaxCostOpt = None,
     json_out: JsonOption = False,
 ) -> None:
     """Extract every document of the project (unchanged cells are re-used, not re-asked)."""
+    if estimate:
+        _estimate(JobKind.FULL, project, json_out=json_out, filename_glob=document_filter,
+                  mode=mode, model=model)
+        return
     data = _create(JobKind.FULL, project, filename_glob=document_filter, mode=mode, model=model,
-                   allow_large=allow_large, json_out=json_out)
+                   allow_large=allow_large, json_out=json_out, max_cost=max_cost)
     _launch(JobKind.FULL, data, no_wait=no_wait, deployment=deployment, json_out=json_out)
 
 
@@ -287,20 +342,41 @@ def resume(
         "--force", help="Resume even if the job looks like it is still running.")] = False,
     no_wait: NoWaitOpt = False,
     deployment: DeploymentOpt = False,
+    max_cost: MaxCostOpt = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Finish an interrupted job: keep what it wrote, extract the rest."""
+    """Finish an interrupted job, or one its budget cap stopped: keep what it wrote, extract
+    the rest (``--max-cost``: the job's new cap, on its total cost)."""
     settings = get_settings()
     with db_session() as s:
         row = jobs.get_job(s, job)
-        if row.status is JobStatus.PROCESSING and not force and not jobs.is_stale(
+        budget_stopped = jobs.stopped_by_budget(row)
+        if max_cost is not None or budget_stopped:
+            _new_cap(s, row, max_cost, settings)
+        if not budget_stopped and row.status is JobStatus.PROCESSING and not force \
+                and not jobs.is_stale(
                 row, after_seconds=settings.job_stale_seconds):
             open_job(s, row.id, stale_after=settings.job_stale_seconds)  # raises the conflict
-        if row.status is not JobStatus.PROCESSING and row.status is not JobStatus.PENDING:
+        if not budget_stopped and row.status not in (JobStatus.PROCESSING, JobStatus.PENDING):
             open_job(s, row.id, stale_after=settings.job_stale_seconds)  # raises the state error
         data = views.job_to_dict(row, project_name=row.project.name)
     _launch(JobKind(data["kind"]), data, no_wait=no_wait, deployment=deployment,
             json_out=json_out, force=True, created=False)
+
+
+def _new_cap(s: Any, row: ProcessingJob, max_cost: float | None, settings: Any) -> None:
+    """Store a resumed job's new cap; a job its cap stopped needs one above what it spent."""
+    old = (row.parameters or {}).get("max_cost_usd")
+    cap = max_cost if max_cost is not None else old
+    if jobs.stopped_by_budget(row) and (max_cost is None or (old is not None and cap <= old)):
+        spent = row.cost_usd or 0.0
+        raise ValidationError(
+            f"job {row.id} stopped at its budget cap (${spent:.4f} spent of "
+            f"${float(old or 0):.4f}): resume it with a higher cap, e.g. --max-cost "
+            f"{max(float(old or 0) * 2, spent + 0.01):.2f}", field="max_cost")
+    _check_cap(settings, row.model, cap)
+    row.parameters = {**(row.parameters or {}), "max_cost_usd": cap}
+    s.flush()
 
 
 @app.command("exec", hidden=True)

@@ -364,6 +364,10 @@ def job_summaries(session: Session, con: duckdb.DuckDBPyConnection) -> list[dict
             "tokens_in": job.tokens_in,
             "tokens_out": job.tokens_out,
             "cost_usd": job.cost_usd,
+            # the run's own words for a job without a price (see extraction/run/summary.py)
+            "cost": (f"${job.cost_usd:.4f}" if job.cost_usd is not None
+                     else "unknown price" if job.llm_calls else "$0 (no LLM call)"),
+            "tokens_cached": job.tokens_cached or 0,
             "cells_exported": counts[str(job.id)],
         }
         for job in jobs

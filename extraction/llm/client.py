@@ -29,7 +29,8 @@ when the server reports them in ``usage.prompt_tokens_details.cached_tokens``.
 Every request passes through ``limiter`` (entered around each HTTP attempt, never around a
 backoff sleep), so a run can cap in-flight calls and share a rate limit. Usage (prompt and
 completion tokens) is summed over every request that returned, re-asks included, and priced
-from ``llm_prices`` when the model has an entry.
+from the price table (:mod:`extraction.llm.prices`; cached prompt tokens at the cached rate)
+when the model has an entry.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from config.settings import InstructorMode, ModelPrice, Settings, get_settings
 from extraction.errors import ConfigError, LLMError
 from extraction.llm.errors import InvalidOutputError, classify, is_retryable, retry_after_seconds
+from extraction.llm.prices import PriceTable, load_prices
 from extraction.run.confidence import mean_token_probability
 
 __all__ = ["INSTRUCTOR_MODES", "LLMClient", "LLMResult", "Limiter", "backoff_delay", "raw_json"]
@@ -212,7 +214,7 @@ class LLMClient:
         backoff_max: float = 30.0,
         retry_after_max: float = 60.0,
         request_logprobs: bool = False,
-        prices: Mapping[str, ModelPrice] | None = None,
+        prices: PriceTable | Mapping[str, ModelPrice] | None = None,
         limiter: Limiter | None = None,
     ) -> None:
         if mode not in INSTRUCTOR_MODES:
@@ -228,7 +230,8 @@ class LLMClient:
         self.backoff_max = backoff_max
         self.retry_after_max = retry_after_max
         self.request_logprobs = request_logprobs
-        self.prices = dict(prices or {})
+        self.prices = prices if isinstance(prices, PriceTable) \
+            else PriceTable.from_settings_prices(prices or {})
         self._limiter: Limiter = limiter or contextlib.nullcontext
 
     @classmethod
@@ -266,7 +269,7 @@ class LLMClient:
             backoff_max=settings.llm_backoff_max,
             retry_after_max=settings.llm_retry_after_max,
             request_logprobs=settings.llm_request_logprobs,
-            prices=settings.llm_prices,
+            prices=load_prices(settings),
             limiter=limiter,
         )
 
@@ -325,12 +328,11 @@ class LLMClient:
                            tokens_cached=tally.tokens_cached)
         return error
 
-    def cost(self, model: str, tokens_in: int, tokens_out: int) -> float | None:
-        """US dollars for the tokens, if the price table knows ``model``."""
-        price = self.prices.get(model)
-        if price is None:
-            return None
-        return (tokens_in * price.input_per_million + tokens_out * price.output_per_million) / 1e6
+    def cost(self, model: str, tokens_in: int, tokens_out: int, tokens_cached: int = 0
+             ) -> float | None:
+        """US dollars for the tokens (cached ones at the cached rate), if the price table
+        knows ``model``."""
+        return self.prices.cost(model, tokens_in, tokens_out, tokens_cached=tokens_cached)
 
     async def complete(
         self,
@@ -397,7 +399,8 @@ class LLMClient:
                 reasks=tally.reasks,
                 tokens_in=tally.tokens_in,
                 tokens_out=tally.tokens_out,
-                cost_usd=self.cost(model_name, tally.tokens_in, tally.tokens_out),
+                cost_usd=self.cost(model_name, tally.tokens_in, tally.tokens_out,
+                                   tally.tokens_cached),
                 latency_ms=(time.perf_counter() - started) * 1000,
                 token_probability=_token_probability(completion),
                 retry_waits=tally.waits,

@@ -46,6 +46,8 @@ class RunOptions:
         stop_after_unreachable: Stop the run after this many documents in a row could not
             reach the LLM server; 0 never stops.
         progress_flush_seconds: Write finished documents at least this often.
+        max_cost_usd: The run's budget cap in US dollars, when given as a parameter; None:
+            the job's own cap (``--max-cost``), else EXTRACTFLOW_MAX_COST_USD.
     """
 
     llm_concurrency: int
@@ -53,6 +55,7 @@ class RunOptions:
     chunks_in_flight: int
     stop_after_unreachable: int
     progress_flush_seconds: float
+    max_cost_usd: float | None = None
 
     @classmethod
     def resolve(
@@ -63,6 +66,7 @@ class RunOptions:
         documents_per_chunk: int | None = None,
         chunks_in_flight: int | None = None,
         stop_after_unreachable: int | None = None,
+        max_cost_usd: float | None = None,
     ) -> RunOptions:
         """Explicit values win; ``None`` takes the setting.
 
@@ -77,6 +81,9 @@ class RunOptions:
             if value is not None and value < least:
                 raise ValidationError(f"{name} must be at least {least}, got {value}",
                                       field=name)
+        if max_cost_usd is not None and not max_cost_usd > 0:
+            raise ValidationError(f"max_cost_usd must be above 0, got {max_cost_usd}",
+                                  field="max_cost_usd")
         return cls(
             llm_concurrency=_given(llm_concurrency, settings.llm_concurrency),
             documents_per_chunk=_given(documents_per_chunk, settings.documents_per_chunk),
@@ -84,6 +91,7 @@ class RunOptions:
             stop_after_unreachable=_given(stop_after_unreachable,
                                           settings.stop_after_unreachable_documents),
             progress_flush_seconds=settings.progress_flush_seconds,
+            max_cost_usd=max_cost_usd,
         )
 
 

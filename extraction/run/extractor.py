@@ -70,7 +70,8 @@ from extraction.run.results import (
 )
 from extraction.run.support import Support, check_support
 
-__all__ = ["MAX_RECHUNKS", "MIN_CHUNK_TOKENS", "Extractor", "build_messages"]
+__all__ = ["MAX_RECHUNKS", "MIN_CHUNK_TOKENS", "Extractor", "UnitLayout", "build_messages",
+           "unit_layout"]
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +211,69 @@ def _split_evenly(total: int, parts: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(parts)]
 
 
+@dataclass(frozen=True)
+class UnitLayout:
+    """What every call of one unit (its variables, their prompts) sends, before the text.
+
+    The estimate before a run (:mod:`extraction.run.forecast`) renders calls with it too,
+    so what it counts is what the extractor sends.
+    """
+
+    system: str
+    blocks: tuple[str, ...]
+    response_model: type[BaseModel]
+    max_tokens: int
+    temperature: float
+    model: str | None
+    #: Tokens of a call before any document text: prompt, schema, answer, chat framing.
+    overhead: int
+    context_tokens: int
+    overlap_tokens: int
+    document_first: bool
+
+    def chunk_tokens(self, text: str) -> int | None:
+        """The chunk size ``text`` is split at, or None when it fits one call."""
+        budget = self.context_tokens - self.overhead
+        return budget if chunking.estimate_tokens(text) > budget else None
+
+    def chunks(self, text: str) -> list[chunking.Chunk]:
+        """The pieces of ``text`` the calls carry (none when the prompt leaves no room)."""
+        size = self.chunk_tokens(text)
+        if size is None:
+            return [chunking.Chunk(0, 0, len(text), text)]
+        if size < MIN_CHUNK_TOKENS:
+            return []
+        return chunking.split_text(text, size, self.overlap_tokens)
+
+    def messages(self, chunk: chunking.Chunk, total: int) -> list[dict[str, str]]:
+        return build_messages(self.system, self.blocks, chunk.text,
+                              part=(chunk.index + 1, total) if total > 1 else None,
+                              document_first=self.document_first)
+
+
+def unit_layout(unit: Sequence[VariableInfo], unit_prompts: Sequence[PromptInfo],
+                mode: str, instructor_mode: str, settings: Settings, *,
+                system: str | None = None) -> UnitLayout:
+    """The layout of one unit's calls in ``mode`` through a client in ``instructor_mode``."""
+    model = response_model(list(unit), mode)  # type: ignore[arg-type]
+    blocks = tuple(p.user_template for p in unit_prompts)
+    system = unit_prompts[0].system_template if system is None else system
+    max_tokens = min(MAX_MAX_TOKENS, sum(p.max_tokens for p in unit_prompts))
+    # instructor writes the schema into the prompt indented in json/md_json modes; tools
+    # and json_schema send it compactly (some servers do not even render it as tokens).
+    indent = 2 if instructor_mode in ("json", "md_json") else None
+    schema = _schema_text(model, indent)
+    overhead = (chunking.estimate_tokens(system + "".join(blocks) + schema)
+                + max_tokens + _MESSAGE_OVERHEAD_TOKENS)
+    return UnitLayout(
+        system=system, blocks=blocks, response_model=model, max_tokens=max_tokens,
+        temperature=min(p.temperature for p in unit_prompts),
+        model=unit_prompts[0].model or None, overhead=overhead,
+        context_tokens=settings.llm_context_tokens,
+        overlap_tokens=settings.llm_chunk_overlap_tokens,
+        document_first=mode == "per_variable")
+
+
 class Extractor:
     """Extracts one document's variables through an :class:`~extraction.llm.client.LLMClient`."""
 
@@ -294,20 +358,13 @@ class Extractor:
         started = time.perf_counter()
         unit_prompts = [prompts[v.id] for v in unit]
         system = self._system(unit, prompts)
-        blocks = [p.user_template for p in unit_prompts]
-        model = response_model(unit, self.mode)
-        max_tokens = min(MAX_MAX_TOKENS, sum(p.max_tokens for p in unit_prompts))
-        temperature = min(p.temperature for p in unit_prompts)
-        llm_model = unit_prompts[0].model or None
-        # instructor writes the schema into the prompt indented in json/md_json modes; tools
-        # and json_schema send it compactly (some servers do not even render it as tokens).
-        indent = 2 if getattr(self.client, "mode_name", "tools") in ("json", "md_json") else None
-        schema = _schema_text(model, indent)
-        overhead = (chunking.estimate_tokens(system + "".join(blocks) + schema)
-                    + max_tokens + _MESSAGE_OVERHEAD_TOKENS)
-        budget = self.settings.llm_context_tokens - overhead
+        layout = unit_layout(unit, unit_prompts, self.mode,
+                             getattr(self.client, "mode_name", "tools"), self.settings,
+                             system=system)
+        blocks, model, max_tokens = layout.blocks, layout.response_model, layout.max_tokens
+        temperature, llm_model, overhead = layout.temperature, layout.model, layout.overhead
         text = document.text
-        chunk_tokens = budget if chunking.estimate_tokens(text) > budget else None
+        chunk_tokens = layout.chunk_tokens(text)
         tally = _Tally()
         notes: list[str] = []
 
@@ -361,7 +418,8 @@ class Extractor:
         elif call.error is not None:
             name = model or self.client.model
             cost = self.client.cost(name, int(call.error.extra.get("tokens_in") or 0),
-                                    int(call.error.extra.get("tokens_out") or 0))
+                                    int(call.error.extra.get("tokens_out") or 0),
+                                    int(call.error.extra.get("tokens_cached") or 0))
             tally.add_error(call.error, cost)
 
     # ------------------------------------------------------------------ cells

@@ -5,7 +5,8 @@ This module is the ONE place that changes a job's status, so the lifecycle
 
     PENDING → PROCESSING → COMPLETE | FAILED | CANCELLED,   PENDING → CANCELLED
 
-holds whoever asks (a flow, the CLI, a Prefect hook). Each transition is a compare-and-set
+holds whoever asks (one exception, :func:`reopen_after_budget`: a job its budget cap stopped
+goes back to PROCESSING when it is resumed with a new cap) (a flow, the CLI, a Prefect hook). Each transition is a compare-and-set
 ``UPDATE … WHERE status = <expected>``: a cancel from the CLI racing with a flow that is
 finishing can never be overwritten, the loser gets a :class:`StateError`.
 
@@ -36,6 +37,7 @@ from extraction.run.progress import log_event
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
+    "BUDGET_REASON",
     "TERMINAL",
     "attach_flow_run",
     "cancel_job",
@@ -46,12 +48,17 @@ __all__ = [
     "is_cancelled",
     "is_stale",
     "list_jobs",
+    "reopen_after_budget",
+    "stopped_by_budget",
     "start_job",
     "touch_job",
     "transition",
 ]
 
-#: The statuses a job never leaves.
+#: The start of ``job.error`` of a job its budget cap stopped (``--max-cost``).
+BUDGET_REASON = "budget reached"
+
+#: The statuses a job never leaves (but see :func:`reopen_after_budget`).
 TERMINAL = frozenset({JobStatus.COMPLETE, JobStatus.FAILED, JobStatus.CANCELLED})
 
 #: Every legal status change; anything else is refused.
@@ -221,6 +228,37 @@ def cancel_job(
         )
     job = transition(session, job, JobStatus.CANCELLED, error=reason)
     log_event(session, job.id, "job_cancelled", reason, level=LogLevel.WARNING)
+    return job
+
+
+def stopped_by_budget(job: ProcessingJob) -> bool:
+    """Whether the job was CANCELLED by its budget cap (and so may be resumed)."""
+    return job.status is JobStatus.CANCELLED and (job.error or "").startswith(BUDGET_REASON)
+
+
+def reopen_after_budget(session: Session, job: ProcessingJob) -> ProcessingJob:
+    """CANCELLED by the budget cap → PROCESSING, to go on under a new cap.
+
+    The only way out of a final status: a cap is the user's own stop, not a verdict on the
+    job, and its cells are all kept. A compare-and-set like :func:`transition`.
+    """
+    if not stopped_by_budget(job):
+        raise StateError(f"job {job.id} is {job.status.value} and was not stopped by its "
+                         "budget cap; it cannot be resumed", field="status",
+                         instance=str(job.id))
+    result = session.execute(
+        update(ProcessingJob)
+        .where(ProcessingJob.id == job.id, ProcessingJob.status == JobStatus.CANCELLED)
+        .values(status=JobStatus.PROCESSING, error=None, finished_at=None, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        raise StateError(f"job {job.id} changed while it was resumed", field="status",
+                         instance=str(job.id))
+    session.refresh(job)
+    log_event(session, job.id, "job_resumed_after_budget",
+              "resumed after its budget cap: cells already written are kept and skipped",
+              level=LogLevel.WARNING)
     return job
 
 

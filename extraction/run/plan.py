@@ -193,8 +193,10 @@ def create_run_job(
     filename_glob: str | None = None,
     mode: str | None = None,
     model: str | None = None,
+    max_cost_usd: float | None = None,
 ) -> ProcessingJob:
-    """A PENDING job with its documents chosen and its options resolved."""
+    """A PENDING job with its documents chosen and its options resolved (a budget cap is
+    kept in its parameters, so a resume keeps it)."""
     kind = JobKind(kind)
     project_row = codebook.get_project(session, project)
     if not codebook.list_variables(session, project_row):
@@ -219,6 +221,8 @@ def create_run_job(
         parameters["document_ids"] = [str(i) for i in ids]
     if filename_glob:
         parameters["document_filter"] = filename_glob
+    if max_cost_usd is not None:
+        parameters["max_cost_usd"] = float(max_cost_usd)
     return jobs.create_job(
         session, project_row, kind, mode=chosen_mode, model=chosen_model,
         document_ids=ids, parameters=parameters,
@@ -230,7 +234,8 @@ def open_job(
 ) -> tuple[ProcessingJob, bool]:
     """Make a job ready to run: PENDING → PROCESSING, or pick up a crashed PROCESSING job.
 
-    Returns ``(job, resumed)``. A PROCESSING job whose heartbeat is fresher than
+    Returns ``(job, resumed)``. A job its budget cap stopped (CANCELLED "budget reached")
+    is resumed too. A PROCESSING job whose heartbeat is fresher than
     ``stale_after`` seconds is probably still running somewhere: refused (ConflictError)
     unless ``force``. Finished jobs are refused (StateError): start a new run instead, which
     re-uses their cells at no cost.
@@ -238,6 +243,8 @@ def open_job(
     job = jobs.get_job(session, job_ref)
     if job.status is JobStatus.PENDING:
         return jobs.start_job(session, job), False
+    if jobs.stopped_by_budget(job):  # its cap stopped it: go on under the (new) cap
+        return jobs.reopen_after_budget(session, job), True
     if job.status is JobStatus.PROCESSING:
         if not force and not jobs.is_stale(job, after_seconds=stale_after):
             raise ConflictError(

@@ -40,7 +40,9 @@ from extraction.errors import FatalRunError, is_fatal
 from extraction.llm.limits import CallsStopped
 from extraction.models import Document, Extraction, ExtractionStatus, LogLevel, utcnow
 from extraction.run import progress
+from extraction.run.budget import Budget
 from extraction.run.plan import RunPlan
+from extraction.run.reuse import reusable_cells
 from extraction.run.results import (
     CellResult,
     DocumentInput,
@@ -51,7 +53,6 @@ from extraction.run.results import (
 
 __all__ = ["ChunkOutcome", "ChunkRunner", "DocumentExtractor", "FatalRunError", "is_fatal"]
 
-_REUSABLE = (ExtractionStatus.OK, ExtractionStatus.NOT_FOUND)
 _COPIED_FIELDS = (
     "value", "raw_answer", "confidence", "self_confidence", "evidence_quote", "evidence_start",
     "evidence_end", "evidence_page", "grounded", "support", "support_reason", "status",
@@ -84,6 +85,8 @@ class ChunkOutcome:
     tokens_out: int = 0
     cost_usd: float | None = None
     stopped: bool = False
+    #: Why the run stopped early when it was its own decision (the budget cap).
+    stop_reason: str | None = None
 
     def add(self, other: ChunkOutcome) -> None:
         for name in ("documents", "documents_completed", "documents_failed",
@@ -93,6 +96,7 @@ class ChunkOutcome:
         if other.cost_usd is not None:
             self.cost_usd = (self.cost_usd or 0.0) + other.cost_usd
         self.stopped = self.stopped or other.stopped
+        self.stop_reason = self.stop_reason or other.stop_reason
 
 
 @dataclass
@@ -130,6 +134,9 @@ class ChunkRunner:
         stop_after_unreachable: Stop the run (fatal) when this many documents in a row
             finished without any call reaching the LLM server; 0 never stops. A server that
             is down would otherwise fail every remaining document, each after its retries.
+        budget: The run's cost cap (:mod:`extraction.run.budget`): a document starts only
+            if its estimated cost fits; when one does not, ``stop`` is set, the documents in
+            flight finish and are written, and the event is logged.
     """
 
     def __init__(
@@ -144,6 +151,7 @@ class ChunkRunner:
         stop: asyncio.Event | None = None,
         check_written: bool = True,
         stop_after_unreachable: int = 0,
+        budget: Budget | None = None,
     ) -> None:
         self.plan = plan
         self.check_written = check_written
@@ -158,6 +166,8 @@ class ChunkRunner:
         self._names = {v.id: v.name for v in plan.variables}
         self.stop_after_unreachable = stop_after_unreachable
         self._unreachable_streak = 0
+        self.budget = budget
+        self._budget_logged = False
 
     @property
     def fatal(self) -> FatalRunError | None:
@@ -203,35 +213,11 @@ class ChunkRunner:
     def _reusable(
         self, session: Session, documents: list[tuple[Any, ...]]
     ) -> dict[tuple[str, uuid.UUID], Extraction]:
-        hashes = sorted({d[4] for d in documents if d[4]})
-        if not hashes:
-            return {}
-        # Same content in this project (the chunk's own documents, or duplicates kept under
-        # another name): found through the (project, content_hash) index, then their cells
-        # through the (document, variable) index — never a scan of all extractions.
-        same_content = dict(session.execute(
-            select(Document.id, Document.content_hash).where(
-                Document.project_id == self.plan.project_id,
-                Document.content_hash.in_(hashes),
-            )
-        ).tuples().all())
-        query = (
-            select(Extraction)
-            .where(
-                Extraction.document_id.in_(list(same_content)),
-                Extraction.prompt_id.in_(self.plan.prompt_ids),
-                Extraction.model == self.plan.model,
-                Extraction.status.in_(_REUSABLE),
-                Extraction.reused_from_id.is_(None),
-                Extraction.job_id != self.plan.job_id,
-            )
-            .order_by(Extraction.created_at.desc())
-        )
-        found: dict[tuple[str, uuid.UUID], Extraction] = {}
-        for extraction in session.scalars(query):
-            key = (same_content[extraction.document_id], extraction.prompt_id)
-            found.setdefault(key, extraction)  # type: ignore[arg-type]
-        return found
+        return reusable_cells(
+            session, project_id=self.plan.project_id,
+            content_hashes=[d[4] for d in documents if d[4]],
+            prompt_ids=self.plan.prompt_ids, model=self.plan.model,
+            exclude_job=self.plan.job_id)
 
     def _copy_row(self, source: Extraction, document_id: uuid.UUID, variable_id: uuid.UUID
                   ) -> dict[str, Any]:
@@ -292,6 +278,13 @@ class ChunkRunner:
             async with self._doc_slots:
                 if self.stop.is_set() or self._fatal is not None:
                     raise _NotStarted()
+                reservation = None
+                if self.budget is not None:
+                    reservation = self.budget.reserve(item.document, item.to_extract)
+                    if reservation is None:
+                        await self._budget_reached()
+                        raise _NotStarted()
+                result: DocumentResult | None = None
                 try:
                     result = await self.extractor.extract_document(
                         item.document, item.to_extract,
@@ -303,6 +296,9 @@ class ChunkRunner:
                     if is_fatal(exc):
                         raise
                     return item, None, f"{type(exc).__name__}: {exc}"
+                finally:
+                    if reservation is not None and self.budget is not None:
+                        self.budget.settle(reservation, result)
                 return item, result, None
 
         pending = {asyncio.ensure_future(one(item)) for item in work}
@@ -342,6 +338,27 @@ class ChunkRunner:
         if self._fatal is not None:
             raise self._fatal
         return outcome
+
+    async def _budget_reached(self) -> None:
+        """Stop starting documents and say why in the job's log (once)."""
+        self.stop.set()
+        if self._budget_logged or self.budget is None:
+            return
+        self._budget_logged = True
+        budget = self.budget
+
+        def write() -> None:
+            with self.session_factory() as session:
+                progress.log_event(
+                    session, self.plan.job_id, "budget_reached",
+                    f"budget reached: ${budget.spent_usd:.4f} spent + ${budget.in_flight_usd:.4f} "
+                    f"in flight; the next document would pass the ${budget.cap_usd:.4f} cap. "
+                    "Documents in flight finish; no new LLM call starts",
+                    level=LogLevel.WARNING,
+                    details={"spent_usd": budget.spent_usd, "in_flight_usd": budget.in_flight_usd,
+                             "cap_usd": budget.cap_usd})
+
+        await asyncio.to_thread(write)
 
     def _watch_reachability(self, result: DocumentResult | None) -> None:
         """Count documents in a row whose calls never reached the server; stop at the limit."""

@@ -11,8 +11,9 @@ progress artifact as ``on_progress``):
 * One :class:`~extraction.run.runner.ChunkRunner` serves every chunk, so one in-process
   limiter and one connection pool serve them all; ``chunks_in_flight`` chunks run at the
   same time on the event loop, so a chunk's slow tail overlaps with the next chunk's start.
-* No new chunk starts once ``stop`` is set (a cancel) or the runner met a fatal error; the
-  chunks not started are counted as ``stopped``.
+* No new chunk starts once ``stop`` is set (a cancel, or the run's budget cap reached: then
+  the total's ``stop_reason`` says so) or the runner met a fatal error; the chunks not
+  started are counted as ``stopped``.
 * Whatever happens, chunks still running are cancelled, the lease is released and the LLM
   client closed.
 """
@@ -25,6 +26,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from config.settings import Settings
 from extraction.llm.limits import SlotLease, SlotWaitStopped
 from extraction.run.assembly import (
     RunOptions,
@@ -32,6 +34,7 @@ from extraction.run.assembly import (
     close_engine,
     documents_in_flight,
 )
+from extraction.run.budget import open_budget
 from extraction.run.plan import RunPlan
 from extraction.run.runner import ChunkOutcome, ChunkRunner, DocumentExtractor
 
@@ -105,6 +108,7 @@ async def run_extract_stage(
     resumed: bool,
     run_chunk: RunChunk = run_chunk_in_lease,
     on_progress: Callable[[], Awaitable[None]] | None = None,
+    settings: Settings | None = None,
 ) -> ChunkOutcome:
     """Extract every chunk of a run; returns what they did in total.
 
@@ -121,13 +125,18 @@ async def run_extract_stage(
         resumed: The job was resumed: look for the cells it already wrote.
         run_chunk: Runs one chunk (the flow passes its extract task).
         on_progress: Awaited before the first chunk and after chunks finish.
+        settings: For the run's budget cap (:func:`extraction.run.budget.open_budget`);
+            None: no cap.
 
     Raises:
-        FatalRunError: The run cannot go on (see :class:`~extraction.run.runner.ChunkRunner`).
+        FatalRunError: The run cannot go on (see :class:`~extraction.run.runner.ChunkRunner`),
+            or it has a cap on a model without a price.
         ExtractflowError: The engine could not be built, or the database failed.
     """
     if not chunks:
         return ChunkOutcome()
+    budget = None if settings is None else await asyncio.to_thread(
+        open_budget, session_factory, plan, options.max_cost_usd, settings)
     entering = asyncio.ensure_future(lease.__aenter__())
     try:
         client, extractor = await asyncio.to_thread(build)
@@ -148,16 +157,19 @@ async def run_extract_stage(
             documents_in_flight=documents_in_flight(slots, calls_per_document(plan)),
             batch_documents=options.documents_per_chunk,
             flush_seconds=options.progress_flush_seconds, stop=stop, check_written=resumed,
-            stop_after_unreachable=options.stop_after_unreachable,
+            stop_after_unreachable=options.stop_after_unreachable, budget=budget,
         )
         if on_progress is not None:
             await on_progress()
-        return await schedule_chunks(
+        total = await schedule_chunks(
             chunks, lambda index, chunk: run_chunk(runner, lease, chunk, index),
             in_flight=options.chunks_in_flight,
             may_start=lambda: not stop.is_set() and runner.fatal is None,
             after_round=on_progress,
         )
+        if budget is not None and budget.reached:
+            total.stop_reason = budget.reason  # after the documents in flight were settled
+        return total
     finally:
         if entering.done() and not entering.cancelled() and entering.exception() is None:
             await lease.__aexit__(None, None, None)

@@ -17,7 +17,8 @@ from extraction.errors import StateError
 from extraction.models import Extraction, ExtractionStatus, JobStatus, LogLevel, ProcessingJob
 from extraction.run import jobs, progress
 
-__all__ = ["Outcome", "all_failed_reason", "finalize_job", "summarize_job", "summary_markdown"]
+__all__ = ["Outcome", "all_failed_reason", "cache_hit_share", "cost_text", "finalize_job",
+           "summarize_job", "summary_markdown"]
 
 Outcome = Literal["complete", "cancelled", "failed"]
 
@@ -73,9 +74,25 @@ def summarize_job(session: Session, job: ProcessingJob) -> dict[str, Any]:
         "llm_calls": job.llm_calls,
         "tokens_in": job.tokens_in,
         "tokens_out": job.tokens_out,
+        "tokens_cached": job.tokens_cached or 0,
+        "cache_hit_share": cache_hit_share(job),
         "cost_usd": job.cost_usd,
+        "cost": cost_text(job),
+        "max_cost_usd": (job.parameters or {}).get("max_cost_usd"),
         "variables": variables,
     }
+
+
+def cache_hit_share(job: ProcessingJob) -> float | None:
+    """Share of the job's input tokens the server read from its prompt cache."""
+    return round((job.tokens_cached or 0) / job.tokens_in, 4) if job.tokens_in else None
+
+
+def cost_text(job: ProcessingJob) -> str:
+    """The job's cost for people: dollars, or why there is no figure."""
+    if job.cost_usd is not None:
+        return f"${job.cost_usd:.4f}"
+    return "unknown price" if job.llm_calls else "$0 (no LLM call)"
 
 
 def all_failed_reason(session: Session, job: ProcessingJob) -> str | None:
@@ -151,7 +168,12 @@ def _fmt(value: float | None, pattern: str = "{:.2f}") -> str:
 def summary_markdown(job: ProcessingJob) -> str:
     """The run's summary as a markdown table (the Prefect artifact at the end of a run)."""
     summary = job.summary or {}
-    cost = f" · cost ${job.cost_usd:.4f}" if job.cost_usd is not None else ""
+    share = cache_hit_share(job)
+    cost = f" · cost {cost_text(job)}" + (
+        f" · cache hits {share:.0%} of input tokens" if share is not None else "")
+    cap = (job.parameters or {}).get("max_cost_usd")
+    if cap is not None:
+        cost += f" · cap ${float(cap):.4f}"
     lines = [
         f"## Job `{job.id}` — {job.status.value}",
         "",
