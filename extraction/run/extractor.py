@@ -30,10 +30,8 @@ would fail every document (credentials, unknown model, unusable configuration) r
 :class:`~extraction.errors.LLMError` with ``fatal`` set (see
 :func:`~extraction.errors.is_fatal`).
 
-**Accounting.** Tokens are per call, split evenly over the call's cells (remainder to the
-first ones, so sums stay exact); chunk calls and calls that failed count too. A cell's
-``attempts`` is every HTTP request its call(s) made; ``latency_ms`` the wall time of its
-call(s); ``raw_answer`` the model's JSON for that variable, before normalisation.
+**Accounting** (tokens split over a call's cells, attempts, latency, the raw answer) and the
+turning of answers into cells: :mod:`extraction.run.cells`.
 """
 
 from __future__ import annotations
@@ -44,22 +42,20 @@ import json
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from collections.abc import Awaitable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel
 
 from config.settings import Settings, get_settings
 from extraction.errors import LLMError, is_fatal
-from extraction.llm.client import LLMClient, LLMResult, raw_json
+from extraction.llm.client import LLMClient
 from extraction.llm.errors import ContextLengthError
-from extraction.llm.response_models import VariableAnswer, answers_by_variable, response_model
-from extraction.models import ExtractionStatus
+from extraction.llm.response_models import response_model
 from extraction.prompts.templates import MAX_MAX_TOKENS, wrap_document
 from extraction.run import chunking
-from extraction.run.confidence import combine
-from extraction.run.grounding import Grounding, ground
+from extraction.run.cells import Call, Tally, UnitOutcome, failed_unit, unit_cells
 from extraction.run.results import (
     CellResult,
     DocumentInput,
@@ -68,7 +64,6 @@ from extraction.run.results import (
     PromptInfo,
     VariableInfo,
 )
-from extraction.run.support import Support, check_support
 
 __all__ = ["MAX_RECHUNKS", "MIN_CHUNK_TOKENS", "Extractor", "UnitLayout", "build_messages",
            "unit_layout"]
@@ -121,71 +116,6 @@ def build_messages(
     ]
 
 
-@dataclass
-class _Call:
-    """One chunk's call: the result, or the (non-fatal) error it ended with."""
-
-    chunk: chunking.Chunk
-    result: LLMResult[Any] | None = None
-    error: LLMError | None = None
-
-
-@dataclass
-class _Tally:
-    calls: int = 0
-    answered: int = 0  # calls the server answered (whatever the answer)
-    unreachable: int = 0  # calls that never reached the server
-    attempts: int = 0
-    reasks: int = 0
-    tokens_in: int = 0
-    tokens_out: int = 0
-    tokens_cached: int = 0
-    cost_usd: float | None = None
-
-    def add_result(self, result: LLMResult[Any]) -> None:
-        self.calls += 1
-        self.answered += 1
-        self.attempts += result.attempts
-        self.reasks += result.reasks
-        self.tokens_in += result.tokens_in
-        self.tokens_out += result.tokens_out
-        self.tokens_cached += result.tokens_cached
-        if result.cost_usd is not None:
-            self.cost_usd = (self.cost_usd or 0.0) + result.cost_usd
-
-    def add_error(self, error: LLMError, cost: float | None) -> None:
-        self.calls += 1
-        if error.extra.get("unreachable"):
-            self.unreachable += 1
-        else:
-            self.answered += 1
-        self.attempts += int(error.extra.get("attempts") or error.attempts or 0)
-        self.reasks += int(error.extra.get("reasks") or 0)
-        self.tokens_in += int(error.extra.get("tokens_in") or 0)
-        self.tokens_out += int(error.extra.get("tokens_out") or 0)
-        self.tokens_cached += int(error.extra.get("tokens_cached") or 0)
-        if cost is not None:
-            self.cost_usd = (self.cost_usd or 0.0) + cost
-
-
-@dataclass
-class _UnitOutcome:
-    cells: list[CellResult]
-    tally: _Tally
-    errors: list[str] = field(default_factory=list)
-
-
-@dataclass
-class _Pick:
-    """What one chunk said about one variable (the payload of a ChunkAnswer)."""
-
-    call: _Call
-    answer: VariableAnswer | None
-    grounding: Grounding | None
-    confidence: float | None
-    support: Support | None = None
-
-
 async def _all_or_raise(awaitables: Sequence[Awaitable[_T]]) -> list[_T]:
     """Run concurrently; on the first exception cancel the rest and raise it."""
     tasks = [asyncio.ensure_future(a) for a in awaitables]
@@ -205,10 +135,6 @@ def _schema_text(model: type[BaseModel], indent: int | None) -> str:
     pydantic rebuilds a schema on every ``model_json_schema()`` call."""
     return json.dumps(model.model_json_schema(), indent=indent)
 
-
-def _split_evenly(total: int, parts: int) -> list[int]:
-    base, extra = divmod(total, parts)
-    return [base + (1 if i < extra else 0) for i in range(parts)]
 
 
 @dataclass(frozen=True)
@@ -354,7 +280,7 @@ class Extractor:
         document: DocumentInput,
         unit: list[VariableInfo],
         prompts: Mapping[uuid.UUID, PromptInfo],
-    ) -> _UnitOutcome:
+    ) -> UnitOutcome:
         started = time.perf_counter()
         unit_prompts = [prompts[v.id] for v in unit]
         system = self._system(unit, prompts)
@@ -365,10 +291,10 @@ class Extractor:
         temperature, llm_model, overhead = layout.temperature, layout.model, layout.overhead
         text = document.text
         chunk_tokens = layout.chunk_tokens(text)
-        tally = _Tally()
+        tally = Tally()
         notes: list[str] = []
 
-        async def call(chunk: chunking.Chunk, total: int) -> _Call:
+        async def call(chunk: chunking.Chunk, total: int) -> Call:
             messages = build_messages(system, blocks, chunk.text,
                                       part=(chunk.index + 1, total) if total > 1 else None,
                                       document_first=self.mode == "per_variable")
@@ -379,8 +305,8 @@ class Extractor:
             except LLMError as error:
                 if is_fatal(error):
                     raise
-                return _Call(chunk, error=error)
-            return _Call(chunk, result=result)
+                return Call(chunk, error=error)
+            return Call(chunk, result=result)
 
         rounds = 0
         while True:
@@ -389,7 +315,7 @@ class Extractor:
                            f"the token budget: the prompt and answer already take ~{overhead} "
                            f"of llm_context_tokens={self.settings.llm_context_tokens}; raise "
                            "EXTRACTFLOW_LLM_CONTEXT_TOKENS, or use per_variable mode")
-                return self._failed_unit(unit, unit_prompts, message, tally, started, notes)
+                return failed_unit(unit, unit_prompts, message, tally, started, notes)
             chunks = (chunking.split_text(text, chunk_tokens,
                                           self.settings.llm_chunk_overlap_tokens)
                       if chunk_tokens is not None else [chunking.Chunk(0, 0, len(text), text)])
@@ -410,9 +336,10 @@ class Extractor:
             break
         for c in calls:
             self._account(tally, c, llm_model)
-        return self._cells(document, unit, unit_prompts, calls, tally, started, notes)
+        return unit_cells(document, unit, unit_prompts, calls, tally, started, notes,
+                          mode=self.mode, settings=self.settings)
 
-    def _account(self, tally: _Tally, call: _Call, model: str | None) -> None:
+    def _account(self, tally: Tally, call: Call, model: str | None) -> None:
         if call.result is not None:
             tally.add_result(call.result)
         elif call.error is not None:
@@ -423,128 +350,3 @@ class Extractor:
             tally.add_error(call.error, cost)
 
     # ------------------------------------------------------------------ cells
-
-    def _pick(self, document: DocumentInput, variable: VariableInfo, call: _Call,
-              unit: list[VariableInfo]) -> chunking.ChunkAnswer:
-        index = call.chunk.index
-        if call.result is None:
-            return chunking.ChunkAnswer(index, "failed", payload=_Pick(call, None, None, None))
-        answer = answers_by_variable(call.result.output, unit)[variable.name]
-        probability = call.result.token_probability
-        if not answer.found:
-            confidence = combine(answer.confidence, found=False, grounded=None,
-                                 token_probability=probability)
-            return chunking.ChunkAnswer(index, "not_found", confidence=confidence,
-                                        payload=_Pick(call, answer, None, confidence))
-        grounding = ground(answer.evidence, document.text, document.page_offsets,
-                           window=(call.chunk.start, call.chunk.end))
-        support = check_support(variable, answer.value, answer.evidence,
-                                text_coverage=self.settings.support_text_coverage,
-                                date_languages=self.settings.support_date_languages)
-        confidence = combine(answer.confidence, found=True, grounded=grounding.grounded,
-                             token_probability=probability, contradicted=answer.contradicted,
-                             unsupported=support.unsupported)
-        position = grounding.start if grounding.grounded else call.chunk.start
-        return chunking.ChunkAnswer(index, "found", confidence=confidence,
-                                    grounded=grounding.grounded, position=position,
-                                    payload=_Pick(call, answer, grounding, confidence, support))
-
-    def _raw_answer(self, call: _Call, variable: VariableInfo, answer: VariableAnswer) -> str:
-        parsed = raw_json(call.result.raw_text) if call.result is not None else None
-        if self.mode == "per_document":
-            parsed = parsed.get(variable.name) if isinstance(parsed, dict) else None
-        if parsed is None:
-            return answer.model_dump_json()
-        return json.dumps(parsed, ensure_ascii=False)
-
-    def _cells(
-        self,
-        document: DocumentInput,
-        unit: list[VariableInfo],
-        unit_prompts: list[PromptInfo],
-        calls: list[_Call],
-        tally: _Tally,
-        started: float,
-        notes: list[str],
-    ) -> _UnitOutcome:
-        latency = (time.perf_counter() - started) * 1000
-        tokens_in = _split_evenly(tally.tokens_in, len(unit))
-        tokens_out = _split_evenly(tally.tokens_out, len(unit))
-        tokens_cached = _split_evenly(tally.tokens_cached, len(unit))
-        total = len(calls)
-        errors: list[str] = []
-        failed_calls = [c for c in calls if c.error is not None]
-        cells: list[CellResult] = []
-        failed_names: list[str] = []
-        for i, (variable, prompt) in enumerate(zip(unit, unit_prompts)):
-            merged = chunking.merge_answers([self._pick(document, variable, c, unit)
-                                             for c in calls])
-            pick: _Pick = merged.payload
-            cell = CellResult(
-                variable_id=variable.id, status=ExtractionStatus.FAILED, attempts=tally.attempts,
-                tokens_in=tokens_in[i], tokens_out=tokens_out[i], latency_ms=latency,
-                prompt_id=prompt.id, tokens_cached=tokens_cached[i],
-            )
-            if merged.status == "failed":
-                cell.error = _error_text(pick.call, total)
-                failed_names.append(variable.name)
-            else:
-                answer = pick.answer
-                assert answer is not None
-                cell.raw_answer = self._raw_answer(pick.call, variable, answer)
-                cell.self_confidence = answer.confidence
-                cell.confidence = pick.confidence
-                if merged.status == "found":
-                    grounding = pick.grounding or Grounding(False)
-                    cell.status = ExtractionStatus.OK
-                    cell.value = answer.value
-                    cell.evidence_quote = answer.evidence
-                    cell.grounded = grounding.grounded
-                    cell.evidence_start = grounding.start
-                    cell.evidence_end = grounding.end
-                    cell.evidence_page = grounding.page
-                    if pick.support is not None:
-                        cell.support, cell.support_reason = pick.support.status, pick.support.reason
-                else:
-                    cell.status = ExtractionStatus.NOT_FOUND
-            cells.append(cell)
-        if failed_names:
-            first_failed = next(c for c in calls if c.error is not None)
-            errors.append(f"{', '.join(failed_names)}: {_error_text(first_failed, total)}")
-        elif failed_calls:
-            for c in failed_calls:
-                errors.append(f"{', '.join(v.name for v in unit)}: {_error_text(c, total)} "
-                              "(answers from the other parts were used)")
-        errors.extend(f"{', '.join(v.name for v in unit)}: {note}" for note in notes
-                      if failed_names or failed_calls)
-        return _UnitOutcome(cells, tally, errors)
-
-    def _failed_unit(
-        self,
-        unit: list[VariableInfo],
-        unit_prompts: list[PromptInfo],
-        message: str,
-        tally: _Tally,
-        started: float,
-        notes: list[str],
-    ) -> _UnitOutcome:
-        latency = (time.perf_counter() - started) * 1000
-        tokens_in = _split_evenly(tally.tokens_in, len(unit))
-        tokens_out = _split_evenly(tally.tokens_out, len(unit))
-        cells = [
-            CellResult(variable_id=v.id, status=ExtractionStatus.FAILED, error=message,
-                       attempts=tally.attempts, tokens_in=tokens_in[i], tokens_out=tokens_out[i],
-                       latency_ms=latency, prompt_id=p.id)
-            for i, (v, p) in enumerate(zip(unit, unit_prompts))
-        ]
-        names = ", ".join(v.name for v in unit)
-        return _UnitOutcome(cells, tally, [f"{names}: {message}",
-                                           *(f"{names}: {n}" for n in notes)])
-
-
-def _error_text(call: _Call, total: int) -> str:
-    error = call.error
-    text = error.detail if error is not None else "no answer"
-    if total > 1:
-        text = f"part {call.chunk.index + 1} of {total}: {text}"
-    return text

