@@ -186,6 +186,9 @@ class Variable(TimestampMixin, Base):
     type: Mapped[VariableType] = mapped_column(_enum(VariableType))
     instructions: Mapped[str] = mapped_column(Text, default="")
     categories: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    #: Other words per category label that name it ({"Industry": ["pharmaceutical company"]}):
+    #: the support check and value normalisation read them as the label.
+    category_aliases: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     allow_other: Mapped[bool] = mapped_column(Boolean, default=False)
     multi_select: Mapped[bool] = mapped_column(Boolean, default=False)
     unit: Mapped[str | None] = mapped_column(String(50), nullable=True)

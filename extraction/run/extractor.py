@@ -381,6 +381,7 @@ class Extractor:
         grounding = ground(answer.evidence, document.text, document.page_offsets,
                            window=(call.chunk.start, call.chunk.end))
         support = check_support(variable, answer.value, answer.evidence,
+                                aliases=variable.aliases(),
                                 text_coverage=self.settings.support_text_coverage,
                                 date_languages=self.settings.support_date_languages)
         confidence = combine(answer.confidence, found=True, grounded=grounding.grounded,

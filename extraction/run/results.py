@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from extraction.models import ExtractionStatus, VariableType
 
-__all__ = ["VariableInfo", "PromptInfo", "DocumentInput", "CellResult", "DocumentResult"]
+__all__ = ["alias_pairs", "VariableInfo", "PromptInfo", "DocumentInput", "CellResult", "DocumentResult"]
 
 ExtractionModeName = Literal["per_document", "per_variable"]
 
@@ -28,11 +28,25 @@ class VariableInfo:
     type: VariableType
     instructions: str = ""
     categories: tuple[str, ...] | None = None
+    #: (label, aliases) pairs, a tuple so the variable stays hashable (response models are
+    #: cached by variable); read with :meth:`aliases`.
+    category_aliases: tuple[tuple[str, tuple[str, ...]], ...] | None = None
     allow_other: bool = False
     multi_select: bool = False
     unit: str | None = None
     format_hint: str | None = None
     required: bool = False
+
+    def aliases(self) -> dict[str, tuple[str, ...]]:
+        """The category aliases by label (empty when the codebook declares none)."""
+        return {label: tuple(words) for label, words in (self.category_aliases or ())}
+
+
+def alias_pairs(aliases: Any) -> tuple[tuple[str, tuple[str, ...]], ...] | None:
+    """A stored ``{label: [alias, …]}`` mapping as :attr:`VariableInfo.category_aliases`."""
+    if not aliases:
+        return None
+    return tuple((str(k), tuple(str(w) for w in v)) for k, v in dict(aliases).items())
 
 
 @dataclass(frozen=True)
