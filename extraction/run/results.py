@@ -94,6 +94,10 @@ class CellResult:
     #: not_checkable, and why.
     support: str | None = None
     support_reason: str | None = None
+    #: Second opinions (:mod:`extraction.run.second_opinion`), when the settings ask for them.
+    agreement: float | None = None
+    opinion: str | None = None
+    opinion_reason: str | None = None
     error: str | None = None
     attempts: int = 1
     tokens_in: int = 0
@@ -117,5 +121,7 @@ class DocumentResult:
     cost_usd: float | None = None
     errors: list[str] = field(default_factory=list)
     tokens_cached: int = 0
+    #: Of ``llm_calls``, the extra calls of second opinions (samples and challenger).
+    second_opinion_calls: int = 0
     #: Every call failed without reaching the LLM server (connection refused, DNS…).
     unreachable: bool = False
