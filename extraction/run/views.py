@@ -118,6 +118,7 @@ def extraction_to_dict(extraction: Extraction) -> dict[str, Any]:
         "value": extraction.value,
         "status": extraction.status.value,
         "confidence": extraction.confidence,
+        "self_confidence": extraction.self_confidence,
         "evidence": extraction.evidence_quote,
         "evidence_start": extraction.evidence_start,
         "evidence_end": extraction.evidence_end,
