@@ -262,8 +262,7 @@ def opinions_main(seeds: int, mode: str) -> None:
             enumerate(OPINION_SCENARIOS.items())}
     flagged, right = false_unsupported(correct)
     split = sum(c.get("opinion") == "split" for c in correct)
-    print(f"
-second opinions, {mode}, wrong_value 25% (--opinion-fault "
+    print(f"\nsecond opinions, {mode}, wrong_value 25% (--opinion-fault "
           f"{' '.join(OPINION_FAULTS)}), {seeds} seed(s) pooled; factor stored: support "
           f"{UNSUPPORTED_FACTOR}, challenger disagreement 0.5, self-consistency (1+agree)/(1+k)")
     print(f"correct first answers (samples and challenger on, erring as above): "
