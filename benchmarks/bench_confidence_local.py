@@ -46,12 +46,13 @@ from scripts.demo import PROJECT, _same
 _SAMPLES = re.compile(r"samples: (\d+) of (\d+) agree")
 
 
-def run(root: Path, docs: int, samples: int, model: str | None) -> dict[str, Any]:
+def run(root: Path, docs: int, samples: int, model: str | None,
+        threads: int | None = None) -> dict[str, Any]:
     """The run; its answered cells with their truth, the job and the wall time."""
     corpus = root / "corpus"
     for extra in sorted(write_corpus(corpus))[docs:]:
         extra.unlink()
-    with local_model.start_local_server(model=model) as server:
+    with local_model.start_local_server(model=model, threads=threads) as server:
         llm = server.llm_settings()
         env = {k: v for k, v in os.environ.items() if not k.startswith("EXTRACTFLOW_")}
         env.update({
@@ -144,6 +145,7 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=20, help="the first N reports (1-20)")
     parser.add_argument("--samples", type=int, default=2, help="self-consistency samples")
     parser.add_argument("--model", default=None, help="a bundled model (default: the default)")
+    parser.add_argument("--threads", type=int, default=None, help="the model server's threads")
     parser.add_argument("--save", type=Path, default=None,
                         help="write the run's cells here (JSON), to report again with --load")
     parser.add_argument("--load", type=Path, default=None, help="report a saved run")
@@ -152,7 +154,7 @@ def main() -> None:
         result = json.loads(args.load.read_text())
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            result = run(Path(tmp), args.docs, args.samples, args.model)
+            result = run(Path(tmp), args.docs, args.samples, args.model, args.threads)
         if args.save:
             args.save.write_text(json.dumps(result, default=str))
     report(result, args.samples)
