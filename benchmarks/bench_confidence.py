@@ -50,6 +50,10 @@ from testing.fake_llm_server import FakeLLMProcess
 
 REVIEW_SHARE = 0.25
 FACTORS = (1.0, 0.75, 0.5, 0.3, 0.1)
+CHALLENGER = "judge-model"
+SPONSOR_ALIASES = {"Industry": ["Inc.", "Ltd.", "Pharmaceuticals", "Biotherapeutics"],
+                   "Academic": ["University", "University Hospital"],
+                   "Government": ["Ministry", "National Institute"]}
 
 
 def _cli(env: dict[str, str], *args: str) -> Any:
@@ -58,19 +62,37 @@ def _cli(env: dict[str, str], *args: str) -> Any:
     return json.loads(done.stdout)
 
 
+def aliased_codebook(root: Path) -> Path:
+    """The demo codebook with aliases for *sponsor_type*: the reports name the sponsor
+    ("Norvale Pharmaceuticals Inc."), never the category, so without aliases the CATEGORY
+    check cannot read it."""
+    book = yaml.safe_load(CODEBOOK.read_text())
+    for variable in book["variables"]:
+        if variable["name"] == "sponsor_type":
+            variable["category_aliases"] = SPONSOR_ALIASES
+    path = root / "codebook.yaml"
+    path.write_text(yaml.safe_dump(book, sort_keys=False))
+    return path
+
+
 def run_scenario(root: Path, name: str, responder: str, faults: Sequence[str],
-                 seed: int, mode: str) -> list[dict[str, Any]]:
-    """One sample run of the whole corpus; the answered cells with their truth."""
+                 seed: int, mode: str, *, flag: str = "--answer-fault",
+                 settings: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """One sample run of the whole corpus; the answered cells with their truth.
+
+    ``flag`` is the fake server's option for ``faults`` (``--opinion-fault`` varies the
+    answers per sample and model); ``settings`` are extra ``EXTRACTFLOW_*`` values."""
     home = root / f"{name}-{seed}"
-    with FakeLLMProcess(model="fake-model", responder=responder, seed=seed,
-                        extra_args=[a for f in faults for a in ("--answer-fault", f)]) as server:
+    with FakeLLMProcess(model=["fake-model", CHALLENGER], responder=responder, seed=seed,
+                        extra_args=[a for f in faults for a in (flag, f)]) as server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("EXTRACTFLOW_")}
         env.update({
             "EXTRACTFLOW_HOME": str(home), "EXTRACTFLOW_LLM_BASE_URL": server.base_url,
             "EXTRACTFLOW_LLM_API_KEY": "sk-bench", "EXTRACTFLOW_LLM_MODEL": "fake-model",
             "EXTRACTFLOW_LLM_CONCURRENCY": "4", "PYTHONPATH": str(Path.cwd()),
         })
-        _cli(env, "codebook", "apply", str(CODEBOOK))
+        env.update({f"EXTRACTFLOW_{k.upper()}": v for k, v in (settings or {}).items()})
+        _cli(env, "codebook", "apply", str(aliased_codebook(root)))
         _cli(env, "docs", "add", PROJECT, str(root / "corpus"), "--no-flow")
         job = _cli(env, "run", "sample", PROJECT, "--n", "20", "--mode", mode)
         results = _cli(env, "job", "results", job["id"], "--limit", "100000")
@@ -134,7 +156,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2, help="wrong_value runs to pool")
     parser.add_argument("--mode", default="per_document", choices=["per_document",
                                                                     "per_variable"])
+    parser.add_argument("--opinions-only", action="store_true",
+                        help="only the second-opinion scenarios (and the correct run)")
     args = parser.parse_args()
+    if args.opinions_only:
+        opinions_main(args.seeds, args.mode)
+        return
     types = {v["name"]: v["type"] for v in yaml.safe_load(CODEBOOK.read_text())["variables"]}
     oracle, spread = "testing.trial_oracle:TrialOracle", "testing.trial_oracle:SpreadOracle"
     share = f"{REVIEW_SHARE:g}"
@@ -202,6 +229,57 @@ def main() -> None:
     for c in unsupported[:10]:
         print(f"  right but unsupported: {c['variable']}={c['value']!r} "
               f"quote={c['evidence']!r}: {c['support_reason']}")
+    opinions_main(args.seeds, args.mode)
+
+
+#: Second-opinion scenarios: the fake server's ``--opinion-fault`` keeps the first answers of
+#: ``--answer-fault wrong_value:0.25`` and varies samples (a wrong first answer repeated 30 %
+#: of the time, a right one wrong 5 %) and the challenger (wrong on its own 10 % of cells).
+OPINION_FAULTS = ["wrong_value:0.25", "repeat:0.3", "noise:0.05", "challenger:0.1"]
+OPINION_SCENARIOS: dict[str, tuple[dict[str, str], int]] = {
+    "quote check alone": ({}, 0),
+    "+ self-consistency k=2": ({"second_opinion_samples": "2"}, 2),
+    "+ challenger": ({"challenger_model": CHALLENGER}, 1),
+    "+ both": ({"second_opinion_samples": "2", "challenger_model": CHALLENGER}, 3),
+}
+
+
+def opinions_main(seeds: int, mode: str) -> None:
+    """AUROC and review-budget catch on wrong_value 25 %: the quote check alone, then with
+    self-consistency and a challenger; false-unsupported and false-disagreement rates on the
+    correct answers."""
+    oracle = "testing.trial_oracle:TrialOracle"
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        write_corpus(root / "corpus")
+        # right first answers; samples and the challenger still err now and then
+        correct = run_scenario(root, "correct-opinions", oracle,
+                               ["wrong_value:0", *OPINION_FAULTS[1:]], 1, mode,
+                               flag="--opinion-fault", settings=OPINION_SCENARIOS["+ both"][0])
+        runs = {name: [c for s in range(1, seeds + 1) for c in run_scenario(
+            root, f"opinions{index}", oracle, OPINION_FAULTS, s, mode, flag="--opinion-fault",
+            settings=settings)] for index, (name, (settings, _)) in
+            enumerate(OPINION_SCENARIOS.items())}
+    flagged, right = false_unsupported(correct)
+    split = sum(c.get("opinion") == "split" for c in correct)
+    print(f"\nsecond opinions, {mode}, wrong_value 25% (--opinion-fault "
+          f"{' '.join(OPINION_FAULTS)}), {seeds} seed(s) pooled; factor stored: support "
+          f"{UNSUPPORTED_FACTOR}, challenger disagreement 0.5, self-consistency (1+agree)/(1+k)")
+    print(f"correct first answers (samples and challenger on, erring as above): "
+          f"{flagged}/{right} flagged unsupported ({flagged / max(right, 1):.1%}), "
+          f"{split}/{len(correct)} with a disagreeing second opinion")
+    print(f"{'':<24} {'cells':>5} {'wrong':>5} {'AUROC':>6} {'caught@25%':>10} "
+          f"{'extra calls/doc':>15} {'wrong split':>11} {'right split':>11}")
+    for name, cells in runs.items():
+        extra = OPINION_SCENARIOS[name][1] * (1 if mode == "per_document" else 8)
+        stored = [{**c, "support": None} for c in cells]  # the stored value as it is
+        wrong_split = sum(c["wrong"] and c.get("opinion") == "split" for c in cells)
+        right_split = sum(not c["wrong"] and c.get("opinion") == "split" for c in cells)
+        print(f"{name:<24} {len(cells):>5} {sum(c['wrong'] for c in cells):>5} "
+              f"{auroc(stored, 1.0):>6.3f} {_pct(caught(stored, 1.0)):>10} {extra:>15} "
+              f"{wrong_split:>11} {right_split:>11}")
+    print("targets: AUROC >= 0.9 and caught@25% >= 80% with the quote check alone; "
+          "false-unsupported <= 2%")
 
 
 if __name__ == "__main__":

@@ -126,6 +126,24 @@ class Settings(BaseSettings):
         default_factory=lambda: ["en", "de", "fr", "es", "it", "nl", "pt"],
         description="Languages DATE quotes are read in by the support check; [] = detect.")
 
+    # Second opinions (extraction/run/second_opinion.py): extra LLM calls per call, off by default
+    second_opinion_samples: int = Field(
+        default=0, ge=0, le=10, description="Self-consistency: this many extra answers at "
+        "second_opinion_temperature per call; agreement with the first answer scales the "
+        "confidence. 0 = off.")
+    second_opinion_temperature: float = Field(default=0.7, gt=0, le=2)
+    challenger_model: str | None = Field(
+        default=None, description="A second model asked the same question; disagreement "
+        "lowers the confidence (or nulls the cell, see challenger_on_disagreement). None = off.")
+    challenger_base_url: str | None = Field(
+        default=None, description="The challenger's own endpoint; None = llm_base_url.")
+    challenger_api_key: SecretStr | None = Field(
+        default=None, description="The challenger endpoint's key; None = llm_api_key.")
+    challenger_on_disagreement: Literal["lower", "null"] = Field(
+        default="lower", description="'lower': multiply the confidence by "
+        "challenger_disagreement_factor; 'null': store no value, flagged disputed.")
+    challenger_disagreement_factor: float = Field(default=0.5, ge=0, le=1)
+
     # Refinement: share of the context window that worked examples of all variables may use
     refine_examples_share: float = Field(default=0.15, gt=0, le=0.5)
 
@@ -214,7 +232,7 @@ class Settings(BaseSettings):
     def __repr_args__(self):  # type: ignore[override]
         # A database URL may carry a password: never let repr() or str() show it.
         for name, value in super().__repr_args__():
-            if name in ("database_url", "llm_base_url") and value:
+            if name in ("database_url", "llm_base_url", "challenger_base_url") and value:
                 value = mask_url(value)
             yield name, value
 

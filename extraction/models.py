@@ -186,6 +186,9 @@ class Variable(TimestampMixin, Base):
     type: Mapped[VariableType] = mapped_column(_enum(VariableType))
     instructions: Mapped[str] = mapped_column(Text, default="")
     categories: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    #: Other words per category label that name it ({"Industry": ["pharmaceutical company"]}):
+    #: the support check and value normalisation read them as the label.
+    category_aliases: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     allow_other: Mapped[bool] = mapped_column(Boolean, default=False)
     multi_select: Mapped[bool] = mapped_column(Boolean, default=False)
     unit: Mapped[str | None] = mapped_column(String(50), nullable=True)
@@ -376,6 +379,11 @@ class Extraction(Base):
     #: supported / unsupported / not_checkable: can the value be read from its own quote?
     support: Mapped[str | None] = mapped_column(String(16), nullable=True)
     support_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: Second opinions (extraction/run/second_opinion.py), when asked: the share of the
+    #: extra answers that agreed, agreed / split / disputed, and what they said.
+    agreement: Mapped[float | None] = mapped_column(Float, nullable=True)
+    opinion: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    opinion_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     status: Mapped[ExtractionStatus] = mapped_column(_enum(ExtractionStatus))
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=1)

@@ -1911,6 +1911,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--answer-fault", action="append", default=[], metavar="KIND:SHARE",
                         help="wrong answers, e.g. wrong_value:0.25 (testing/answer_faults.py)")
+    parser.add_argument("--opinion-fault", action="append", default=[], metavar="KEY:SHARE",
+                        help="answers that differ per sample and model, e.g. wrong_value:0.25 "
+                             "(testing/opinion_faults.py)")
     parser.add_argument("--exit-on-stdin-eof", action="store_true")
     args = parser.parse_args(argv)
 
@@ -1934,6 +1937,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         from testing.answer_faults import with_answer_faults
 
         server.responder = with_answer_faults(server.responder, args.answer_fault, args.seed)
+    if args.opinion_fault:
+        from testing.opinion_faults import with_opinion_faults
+
+        server.responder = with_opinion_faults(server.responder, args.opinion_fault, args.seed,
+                                               primary=(args.model or ["fake-model"])[0])
 
     def announce(ready: FakeLLMServer) -> None:
         print(ready.base_url, flush=True)

@@ -18,6 +18,10 @@ InstructionsOpt = Annotated[Optional[str], typer.Option("--instructions", "-i",
                             help="What to extract, in plain words.")]
 CategoryOpt = Annotated[Optional[list[str]], typer.Option("--category", "-C",
                         help="A category (repeat for each).")]
+AliasOpt = Annotated[Optional[list[str]], typer.Option(
+    "--alias", "-A", metavar="CATEGORY=ALIAS",
+    help="Another word that names a category, e.g. 'Industry=pharmaceutical company' "
+         "(repeat for each; on update, replaces every alias).")]
 AllowOtherOpt = Annotated[Optional[bool], typer.Option("--allow-other/--no-allow-other",
                           help="CATEGORY: allow 'other' when nothing fits.")]
 MultiOpt = Annotated[Optional[bool], typer.Option("--multi-select/--single-select",
@@ -32,6 +36,22 @@ def _collect(**fields: Any) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
 
 
+def _aliases(options: list[str] | None) -> dict[str, list[str]] | None:
+    """``--alias 'Industry=pharmaceutical company'`` options as ``{label: [alias, …]}``."""
+    if not options:
+        return None
+    from extraction.errors import ValidationError
+
+    out: dict[str, list[str]] = {}
+    for option in options:
+        label, sep, alias = option.partition("=")
+        if not sep or not label.strip() or not alias.strip():
+            raise ValidationError(f"--alias {option!r}: write CATEGORY=ALIAS, e.g. "
+                                  "'Industry=pharmaceutical company'", field="category_aliases")
+        out.setdefault(label.strip(), []).append(alias.strip())
+    return out
+
+
 @app.command("add")
 def add(
     project: str,
@@ -40,6 +60,7 @@ def add(
     label: LabelOpt = None,
     instructions: InstructionsOpt = None,
     category: CategoryOpt = None,
+    alias: AliasOpt = None,
     allow_other: AllowOtherOpt = None,
     multi_select: MultiOpt = None,
     unit: UnitOpt = None,
@@ -50,7 +71,8 @@ def add(
 ) -> None:
     """Add a variable; the project's schema version goes up by one."""
     spec = _collect(name=name, type=type_, label=label, instructions=instructions,
-                    categories=category or None, allow_other=allow_other,
+                    categories=category or None, category_aliases=_aliases(alias),
+                    allow_other=allow_other,
                     multi_select=multi_select, unit=unit, format_hint=format_hint,
                     required=required, position=position)
     with db_session() as s:
@@ -108,6 +130,7 @@ def update(
     label: LabelOpt = None,
     instructions: InstructionsOpt = None,
     category: CategoryOpt = None,
+    alias: AliasOpt = None,
     allow_other: AllowOtherOpt = None,
     multi_select: MultiOpt = None,
     unit: UnitOpt = None,
@@ -118,7 +141,8 @@ def update(
 ) -> None:
     """Change a variable; a real change bumps its version and the schema version."""
     changes = _collect(name=new_name, type=type_, label=label, instructions=instructions,
-                       categories=category or None, allow_other=allow_other,
+                       categories=category or None, category_aliases=_aliases(alias),
+                       allow_other=allow_other,
                        multi_select=multi_select, unit=unit, format_hint=format_hint,
                        required=required, position=position)
     with db_session() as s:

@@ -19,6 +19,13 @@ Format::
         label: Trial phase
         instructions: ...
         categories: [Phase 1, Phase 2]
+      - name: sponsor_type
+        type: CATEGORY
+        categories:                     # a category may carry aliases: other words that
+          - label: Industry             # name it, read by the value–quote check and by
+            aliases: [pharmaceutical company, biotech company]   # value normalisation
+          - Academic
+        # (the same as: category_aliases: {Industry: [pharmaceutical company, ...]})
 """
 
 from __future__ import annotations
@@ -254,7 +261,7 @@ def export_codebook(session: Session, project_ref: str | Project) -> str:
         snap = codebook.variable_snapshot(v)
         snap.pop("position")
         defaults = {"label": snap["name"].replace("_", " ").capitalize(), "instructions": "",
-                    "categories": None, "allow_other": False, "multi_select": False,
+                    "categories": None, "category_aliases": None, "allow_other": False, "multi_select": False,
                     "unit": None, "format_hint": None, "required": False}
         variables.append({k: val for k, val in snap.items()
                           if k in ("name", "type") or defaults.get(k, object()) != val})

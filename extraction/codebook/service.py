@@ -23,6 +23,7 @@ from extraction.codebook.lookup import (
     list_variables,
 )
 from extraction.codebook.specs import (
+    check_aliases_fit,
     ProjectSpec,
     ProjectUpdate,
     VariableSpec,
@@ -30,7 +31,7 @@ from extraction.codebook.specs import (
     _VariableRules,
     parse_spec,
 )
-from extraction.errors import ConflictError, NotFoundError
+from extraction.errors import ConflictError, NotFoundError, ValidationError
 from extraction.models import Project, Variable, VariableRevision, VariableType, utcnow
 
 __all__ = [
@@ -52,8 +53,8 @@ __all__ = [
 ]
 
 _VARIABLE_FIELDS = (
-    "name", "label", "type", "instructions", "categories", "allow_other", "multi_select",
-    "unit", "format_hint", "required", "position",
+    "name", "label", "type", "instructions", "categories", "category_aliases", "allow_other",
+    "multi_select", "unit", "format_hint", "required", "position",
 )
 
 
@@ -122,6 +123,8 @@ def variable_snapshot(variable: Variable) -> dict[str, Any]:
         "type": variable.type.value,
         "instructions": variable.instructions,
         "categories": list(variable.categories) if variable.categories else None,
+        "category_aliases": dict(variable.category_aliases) if variable.category_aliases
+        else None,
         "allow_other": variable.allow_other,
         "multi_select": variable.multi_select,
         "unit": variable.unit,
@@ -209,9 +212,18 @@ def update_variable(
         # Changing a CATEGORY variable to another type drops its category list.
         merged["categories"] = None
         merged["allow_other"] = merged["multi_select"] = False
+    if merged["category_aliases"] and "category_aliases" not in requested:
+        # Aliases of categories no longer listed (or of a type that has none) go with them.
+        kept = {c.casefold() for c in merged["categories"] or []}
+        merged["category_aliases"] = {k: v for k, v in merged["category_aliases"].items()
+                                      if k.casefold() in kept} or None
     _VariableRules.check_type_fields(
         new_type, merged["categories"], merged["allow_other"], merged["multi_select"]
     )
+    if merged["category_aliases"] and new_type is not VariableType.CATEGORY:
+        raise ValidationError(f"category_aliases are only for CATEGORY variables, not "
+                              f"{new_type.value}", field="category_aliases")
+    check_aliases_fit(merged["categories"], merged["category_aliases"])
     before = variable_snapshot(variable)
     if merged == before:
         return variable

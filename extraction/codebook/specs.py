@@ -23,6 +23,7 @@ __all__ = [
     "VariableSpec",
     "VariableUpdate",
     "RESERVED_VARIABLE_NAMES",
+    "check_aliases_fit",
     "validation_error",
     "parse_spec",
 ]
@@ -64,6 +65,72 @@ def _check_categories(categories: list[Any] | None) -> list[str] | None:
             raise ValueError(f"category '{c}' is listed twice")
         seen.add(c.casefold())
     return cleaned
+
+
+def _check_aliases(aliases: Any) -> dict[str, list[str]] | None:
+    """Aliases as ``{label: [alias, …]}``: strings, none empty, none listed twice."""
+    if aliases is None or aliases == {}:
+        return None
+    if not isinstance(aliases, dict):
+        raise ValueError("category_aliases must map a category to a list of aliases, e.g. "
+                         "{Industry: [pharmaceutical company]}")
+    cleaned: dict[str, list[str]] = {}
+    for label, words in aliases.items():
+        words = [words] if isinstance(words, str) else list(words or [])
+        items = [str(w).strip() for w in words]
+        if any(not w for w in items):
+            raise ValueError(f"an alias of category '{label}' is an empty string")
+        cleaned[str(label).strip()] = list(dict.fromkeys(items))
+    return cleaned
+
+
+def _inline_aliases(data: Any) -> Any:
+    """The per-category form ``categories: [{label: Industry, aliases: [...]}, Other]``, as
+    a plain category list plus ``category_aliases`` (the form the codebook stores)."""
+    if not isinstance(data, dict) or not isinstance(data.get("categories"), list):
+        return data
+    if not any(isinstance(c, dict) for c in data["categories"]):
+        return data
+    labels: list[Any] = []
+    aliases: dict[str, Any] = dict(data.get("category_aliases") or {})
+    for item in data["categories"]:
+        if not isinstance(item, dict):
+            labels.append(item)
+            continue
+        unknown = set(item) - {"label", "aliases"}
+        if "label" not in item or unknown:
+            raise ValueError("a category written as a mapping takes 'label' and 'aliases', "
+                             "e.g. {label: Industry, aliases: [pharmaceutical company]}")
+        labels.append(item["label"])
+        if item.get("aliases"):
+            aliases[str(item["label"]).strip()] = item["aliases"]
+    return {**data, "categories": labels, "category_aliases": aliases or None}
+
+
+def check_aliases_fit(categories: list[str] | None,
+                      aliases: dict[str, list[str]] | None) -> None:
+    """Every alias belongs to a listed category and names only it.
+
+    Raises:
+        ValidationError: an alias for a category that is not listed, or one word that would
+            name two categories (as a label of one and an alias of another, or twice).
+    """
+    if not aliases:
+        return
+    labels = {c.casefold(): c for c in categories or []}
+    owner: dict[str, str] = {k: v for k, v in labels.items()}
+    for label, words in aliases.items():
+        if label.casefold() not in labels:
+            raise ValidationError(
+                f"category_aliases names '{label}', which is not one of the categories "
+                f"({', '.join(categories or []) or 'none'})", field="category_aliases")
+        for word in words:
+            key = word.casefold()
+            if key in owner and owner[key] != labels[label.casefold()]:
+                raise ValidationError(
+                    f"alias '{word}' of '{label}' would also name '{owner[key]}'; an alias "
+                    "must name one category only", field="category_aliases")
+            owner[key] = labels[label.casefold()]
 
 
 class ProjectSpec(BaseModel):
@@ -122,12 +189,19 @@ class VariableSpec(_VariableRules):
     type: VariableType
     instructions: str = ""
     categories: list[str] | None = None
+    #: Other words per category that name it (label → aliases), e.g. a sponsor's kind.
+    category_aliases: dict[str, list[str]] | None = None
     allow_other: bool = False
     multi_select: bool = False
     unit: str | None = Field(default=None, max_length=50)
     format_hint: str | None = Field(default=None, max_length=200)
     required: bool = False
     position: int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inline(cls, data: Any) -> Any:
+        return _inline_aliases(data)
 
     @field_validator("type", mode="before")
     @classmethod
@@ -146,10 +220,17 @@ class VariableSpec(_VariableRules):
     _categories = field_validator("categories")(
         classmethod(lambda cls, v: _check_categories(v))
     )
+    _aliases = field_validator("category_aliases", mode="before")(
+        classmethod(lambda cls, v: _check_aliases(v))
+    )
 
     @model_validator(mode="after")
     def _type_rules(self) -> VariableSpec:
         self.check_type_fields(self.type, self.categories, self.allow_other, self.multi_select)
+        if self.category_aliases and self.type is not VariableType.CATEGORY:
+            raise ValidationError(f"category_aliases are only for CATEGORY variables, not "
+                                  f"{self.type.value}", field="category_aliases")
+        check_aliases_fit(self.categories, self.category_aliases)
         if not self.label:
             self.label = self.name.replace("_", " ").capitalize()
         return self
@@ -165,6 +246,7 @@ class VariableUpdate(BaseModel):
     type: VariableType | None = None
     instructions: str | None = None
     categories: list[str] | None = None
+    category_aliases: dict[str, list[str]] | None = None
     allow_other: bool | None = None
     multi_select: bool | None = None
     unit: str | None = None
@@ -178,6 +260,9 @@ class VariableUpdate(BaseModel):
     )
     _categories = field_validator("categories")(
         classmethod(lambda cls, v: _check_categories(v))
+    )
+    _aliases = field_validator("category_aliases", mode="before")(
+        classmethod(lambda cls, v: _check_aliases(v))
     )
 
 

@@ -20,7 +20,8 @@ Rules, per type (the same rules the prompt states, so the model and this module 
   is kept (the prompt asks for the same).
 * BOOLEAN — JSON booleans, ``yes/no``, ``true/false``, ``y/n``, ``1/0``.
 * CATEGORY — matched to the canonical spelling exactly, then ignoring case and spacing, then
-  ignoring punctuation (``"phase-2"`` → ``"Phase 2"``). With ``allow_other`` a value that fits
+  ignoring punctuation (``"phase-2"`` → ``"Phase 2"``), then the same over the category's
+  aliases the codebook declares (``"pharmaceutical company"`` → ``"Industry"``). With ``allow_other`` a value that fits
   no category becomes ``"other"`` (what the prompt asks for); without it, it is an error.
   Multi-select accepts a list or one string (split on commas/semicolons when every part is a
   category); duplicates are dropped and an empty list means "not stated".
@@ -36,13 +37,14 @@ from __future__ import annotations
 import calendar
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any, Protocol
 
 from extraction.models import VariableType
 
 __all__ = [
+    "category_aliases",
     "ABSENT_MARKERS",
     "OTHER",
     "ValueLike",
@@ -101,9 +103,12 @@ def normalize_value(variable: ValueLike, raw: Any) -> Any:
     vtype = VariableType(variable.type)
     if vtype is VariableType.CATEGORY:
         categories = list(variable.categories or [])
+        aliases = category_aliases(variable)
         if variable.multi_select:
-            return normalize_categories(raw, categories, allow_other=variable.allow_other)
-        return normalize_category(raw, categories, allow_other=variable.allow_other)
+            return normalize_categories(raw, categories, allow_other=variable.allow_other,
+                                        aliases=aliases)
+        return normalize_category(raw, categories, allow_other=variable.allow_other,
+                                  aliases=aliases)
     if vtype is VariableType.NUMBER:
         return normalize_number(raw)
     if vtype is VariableType.DATE:
@@ -159,25 +164,42 @@ def _alnum(text: str) -> str:
     return re.sub(r"[\W_]+", "", text.casefold())
 
 
-def _match_category(text: str, categories: Sequence[str]) -> str | None:
-    """The category ``text`` names: exact, then case/space-insensitive, then punctuation-blind.
+def category_aliases(variable: Any) -> dict[str, tuple[str, ...]]:
+    """A variable's category aliases by label, from an ORM row (a stored mapping) or a
+    ``VariableInfo`` (pairs); empty when it declares none."""
+    raw = getattr(variable, "category_aliases", None)
+    if not raw:
+        return {}
+    pairs = raw.items() if isinstance(raw, Mapping) else raw
+    return {str(label): tuple(str(w) for w in words) for label, words in pairs}
+
+
+def _match_category(text: str, categories: Sequence[str],
+                    aliases: Mapping[str, Sequence[str]] | None = None) -> str | None:
+    """The category ``text`` names: exact, then case/space-insensitive, then punctuation-blind;
+    then the same tiers over the aliases (an alias answer is read as its label).
 
     A tier that would match two categories is skipped: guessing between them is not allowed.
     """
     if text in categories:
         return text
-    for key in (_loose, _alnum):
-        wanted = key(text)
-        if not wanted:
-            continue
-        hits = [c for c in categories if key(c) == wanted]
-        if len(hits) == 1:
-            return hits[0]
+    named = [(c, c) for c in categories]
+    spelled = [(w, label) for label, words in (aliases or {}).items() if label in categories
+               for w in words]
+    for names in (named, spelled):
+        for key in (_loose, _alnum):
+            wanted = key(text)
+            if not wanted:
+                continue
+            hits = {label for word, label in names if key(word) == wanted}
+            if len(hits) == 1:
+                return hits.pop()
     return None
 
 
 def normalize_category(
-    raw: Any, categories: Sequence[str], *, allow_other: bool = False
+    raw: Any, categories: Sequence[str], *, allow_other: bool = False,
+    aliases: Mapping[str, Sequence[str]] | None = None,
 ) -> str | None:
     """The canonical category ``raw`` names, ``"other"`` for an unlisted value when allowed.
 
@@ -195,7 +217,7 @@ def normalize_category(
         if raw is None:
             return None
         raw = str(raw)
-    found = _match_category(raw.strip(), categories)
+    found = _match_category(raw.strip(), categories, aliases)
     if found is not None:
         return found
     if is_absent(raw):
@@ -208,14 +230,15 @@ def normalize_category(
 
 
 def normalize_categories(
-    raw: Any, categories: Sequence[str], *, allow_other: bool = False
+    raw: Any, categories: Sequence[str], *, allow_other: bool = False,
+    aliases: Mapping[str, Sequence[str]] | None = None,
 ) -> list[str] | None:
     """Canonical categories for a multi-select answer, without duplicates; None if empty."""
     if is_absent(raw):
         return None
     if isinstance(raw, str):
         parts = [p.strip() for p in re.split(r"[;,]", raw)]
-        if len(parts) > 1 and all(_match_category(p, categories) for p in parts if p):
+        if len(parts) > 1 and all(_match_category(p, categories, aliases) for p in parts if p):
             items: list[Any] = [p for p in parts if p]
         else:
             items = [raw]
@@ -227,7 +250,7 @@ def normalize_categories(
     for item in items:
         if is_absent(item):
             continue
-        value = normalize_category(item, categories, allow_other=allow_other)
+        value = normalize_category(item, categories, allow_other=allow_other, aliases=aliases)
         if value is not None and value not in out:
             out.append(value)
     return out or None

@@ -233,6 +233,16 @@ class LLMClient:
         self.prices = prices if isinstance(prices, PriceTable) \
             else PriceTable.from_settings_prices(prices or {})
         self._limiter: Limiter = limiter or contextlib.nullcontext
+        self._attached: list[LLMClient] = []
+
+    @property
+    def limiter(self) -> Limiter:
+        """What every HTTP attempt enters (shared with clients made for the same run)."""
+        return self._limiter
+
+    def attach(self, other: LLMClient) -> None:
+        """Close ``other`` with this client (a challenger model's client on its own endpoint)."""
+        self._attached.append(other)
 
     @classmethod
     def from_settings(
@@ -342,8 +352,12 @@ class LLMClient:
         temperature: float = 0.0,
         max_tokens: int | None = None,
         model: str | None = None,
+        seed: int | None = None,
     ) -> LLMResult[T]:
         """Ask for ``response_model``; retry transport failures, re-ask invalid output.
+
+        ``seed`` is sent as the request's ``seed`` (servers that honour it sample repeatably;
+        second opinions give each sample its own).
 
         Raises:
             LLMError: after the retries (``attempts`` set; ``extra["fatal"]`` for failures
@@ -361,6 +375,8 @@ class LLMClient:
             request["max_tokens"] = max_tokens
         if self.request_logprobs:
             request["logprobs"] = True
+        if seed is not None:
+            request["seed"] = seed
         prepared, kwargs = handle_response_model(_schema_class(response_model), mode=self.mode,
                                                  **request)
         tally = _Tally()
@@ -435,8 +451,10 @@ class LLMClient:
         return [m.id for m in page.data]
 
     async def aclose(self) -> None:
-        """Close the HTTP pool."""
+        """Close the HTTP pool (and those of attached clients)."""
         await self._client.close()
+        for other in self._attached:
+            await other.aclose()
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:

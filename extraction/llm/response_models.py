@@ -64,7 +64,7 @@ from pydantic import (
 
 from extraction.codebook import values
 from extraction.models import VariableType
-from extraction.run.results import ExtractionModeName, VariableInfo
+from extraction.run.results import ExtractionModeName, VariableInfo, alias_pairs
 
 __all__ = [
     "DATE_PATTERN",
@@ -286,7 +286,10 @@ def _value_field(variable: VariableInfo) -> tuple[Any, Any]:
 def _hashable(variable: VariableInfo) -> VariableInfo:
     """``variable`` with its categories as a tuple (models are cached by variable)."""
     if isinstance(variable.categories, list):
-        return dataclasses.replace(variable, categories=tuple(variable.categories))
+        variable = dataclasses.replace(variable, categories=tuple(variable.categories))
+    if isinstance(variable.category_aliases, dict):
+        variable = dataclasses.replace(variable,
+                                       category_aliases=alias_pairs(variable.category_aliases))
     return variable
 
 

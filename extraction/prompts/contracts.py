@@ -23,8 +23,13 @@ __all__ = ["TYPE_SUMMARY", "answer_contract"]
 
 
 def _category_contract(variable: VariableLike) -> list[str]:
+    from extraction.codebook.values import category_aliases  # here: codebook imports prompts
+
     categories = list(variable.categories or [])
-    listed = [f"  - {json.dumps(c, ensure_ascii=False)}" for c in categories]
+    aliases = category_aliases(variable)
+    listed = [f"  - {json.dumps(c, ensure_ascii=False)}"
+              + (f" (also called: {', '.join(aliases[c])})" if aliases.get(c) else "")
+              for c in categories]
     other = json.dumps(OTHER_CATEGORY)
     if variable.multi_select:
         lines = [

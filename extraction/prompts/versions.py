@@ -38,7 +38,7 @@ from extraction.prompts.templates import (
     render_block,
     render_system,
 )
-from extraction.run.results import VariableInfo
+from extraction.run.results import VariableInfo, alias_pairs
 
 __all__ = [
     "create_prompt_version",
@@ -306,6 +306,7 @@ def _info_from_snapshot(variable: Variable, snapshot: Mapping[str, Any]) -> Vari
         id=variable.id, name=snapshot["name"], label=snapshot.get("label") or "",
         type=VariableType(snapshot["type"]), instructions=snapshot.get("instructions") or "",
         categories=tuple(snapshot["categories"]) if snapshot.get("categories") else None,
+        category_aliases=alias_pairs(snapshot.get("category_aliases")),
         allow_other=bool(snapshot.get("allow_other")),
         multi_select=bool(snapshot.get("multi_select")),
         unit=snapshot.get("unit"), format_hint=snapshot.get("format_hint"),

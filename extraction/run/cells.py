@@ -61,6 +61,7 @@ class Tally:
     tokens_out: int = 0
     tokens_cached: int = 0
     cost_usd: float | None = None
+    opinion_calls: int = 0  # of ``calls``, second opinions
 
     def add_result(self, result: LLMResult[Any]) -> None:
         self.calls += 1
@@ -131,6 +132,7 @@ def _pick(document: DocumentInput, variable: VariableInfo, call: Call,
     grounding = ground(answer.evidence, document.text, document.page_offsets,
                        window=(call.chunk.start, call.chunk.end))
     support = check_support(variable, answer.value, answer.evidence,
+                            aliases=variable.aliases(),
                             text_coverage=settings.support_text_coverage,
                             date_languages=settings.support_date_languages)
     confidence = combine(answer.confidence, found=True, grounded=grounding.grounded,

@@ -14,7 +14,9 @@ caps how many are in flight).
 Answers are normalised by the response model (:mod:`extraction.llm.response_models`), quotes are
 grounded in the full document text (:mod:`extraction.run.grounding`; offsets are relative to the
 whole document even when it was sent in chunks), each value is checked against its own quote
-(:mod:`extraction.run.support`), and confidence is combined (:mod:`extraction.run.confidence`).
+(:mod:`extraction.run.support`), and confidence is combined (:mod:`extraction.run.confidence`);
+when the settings ask for second opinions, the call is asked again or of a challenger model
+and the agreement scales the confidence (:mod:`extraction.run.second_opinion`).
 
 **Long documents.** A call's budget is ``llm_context_tokens`` minus the prompt (system message,
 blocks, the answer schema) and the answer's ``max_tokens``. A document whose estimated tokens
@@ -64,6 +66,7 @@ from extraction.run.results import (
     PromptInfo,
     VariableInfo,
 )
+from extraction.run.second_opinion import SecondOpinions
 
 __all__ = ["MAX_RECHUNKS", "MIN_CHUNK_TOKENS", "Extractor", "UnitLayout", "build_messages",
            "unit_layout"]
@@ -209,6 +212,7 @@ class Extractor:
         *,
         mode: ExtractionModeName = "per_document",
         settings: Settings | None = None,
+        opinions: SecondOpinions | None = None,
     ) -> None:
         if mode not in ("per_document", "per_variable"):
             raise LLMError(f"unknown extraction mode {mode!r}; use per_document or "
@@ -216,6 +220,8 @@ class Extractor:
         self.client = client
         self.mode: Literal["per_document", "per_variable"] = mode
         self.settings = settings or get_settings()
+        #: Optional extra calls per call (off by default): :mod:`extraction.run.second_opinion`.
+        self.opinions = opinions or SecondOpinions.from_settings(self.settings, client)
         self._warned_systems: set[uuid.UUID] = set()
 
     async def extract_document(
@@ -257,6 +263,7 @@ class Extractor:
             result.tokens_in += tally.tokens_in
             result.tokens_out += tally.tokens_out
             result.tokens_cached += tally.tokens_cached
+            result.second_opinion_calls += tally.opinion_calls
             if tally.cost_usd is not None:
                 result.cost_usd = (result.cost_usd or 0.0) + tally.cost_usd
             result.errors.extend(outcome.errors)
@@ -336,8 +343,22 @@ class Extractor:
             break
         for c in calls:
             self._account(tally, c, llm_model)
-        return unit_cells(document, unit, unit_prompts, calls, tally, started, notes,
-                          mode=self.mode, settings=self.settings)
+        opinions = None
+        if self.opinions.enabled and len(calls) == 1 and calls[0].result is not None:
+            opinions = await self.opinions.ask(
+                build_messages(system, blocks, text,
+                               document_first=self.mode == "per_variable"),
+                model, unit, temperature=temperature, max_tokens=max_tokens, model=llm_model)
+            for answered in opinions.results:
+                tally.add_result(answered)
+            for error in opinions.errors:
+                self._account(tally, Call(calls[0].chunk, error=error), llm_model)
+            tally.opinion_calls += opinions.calls
+        outcome = unit_cells(document, unit, unit_prompts, calls, tally, started, notes,
+                             mode=self.mode, settings=self.settings)
+        if opinions is not None:
+            self.opinions.apply(outcome.cells, unit, opinions)
+        return outcome
 
     def _account(self, tally: Tally, call: Call, model: str | None) -> None:
         if call.result is not None:

@@ -45,7 +45,7 @@ from extraction.models import (
     Variable,
 )
 from extraction.run import jobs, progress
-from extraction.run.results import PromptInfo, VariableInfo
+from extraction.run.results import PromptInfo, VariableInfo, alias_pairs
 
 __all__ = [
     "MODES",
@@ -366,6 +366,7 @@ def variable_info(variable: Variable) -> VariableInfo:
         type=variable.type,
         instructions=variable.instructions,
         categories=tuple(variable.categories) if variable.categories else None,
+        category_aliases=alias_pairs(variable.category_aliases),
         allow_other=variable.allow_other,
         multi_select=variable.multi_select,
         unit=variable.unit,

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from extraction.models import ExtractionStatus, VariableType
 
-__all__ = ["VariableInfo", "PromptInfo", "DocumentInput", "CellResult", "DocumentResult"]
+__all__ = ["alias_pairs", "VariableInfo", "PromptInfo", "DocumentInput", "CellResult", "DocumentResult"]
 
 ExtractionModeName = Literal["per_document", "per_variable"]
 
@@ -28,11 +28,25 @@ class VariableInfo:
     type: VariableType
     instructions: str = ""
     categories: tuple[str, ...] | None = None
+    #: (label, aliases) pairs, a tuple so the variable stays hashable (response models are
+    #: cached by variable); read with :meth:`aliases`.
+    category_aliases: tuple[tuple[str, tuple[str, ...]], ...] | None = None
     allow_other: bool = False
     multi_select: bool = False
     unit: str | None = None
     format_hint: str | None = None
     required: bool = False
+
+    def aliases(self) -> dict[str, tuple[str, ...]]:
+        """The category aliases by label (empty when the codebook declares none)."""
+        return {label: tuple(words) for label, words in (self.category_aliases or ())}
+
+
+def alias_pairs(aliases: Any) -> tuple[tuple[str, tuple[str, ...]], ...] | None:
+    """A stored ``{label: [alias, …]}`` mapping as :attr:`VariableInfo.category_aliases`."""
+    if not aliases:
+        return None
+    return tuple((str(k), tuple(str(w) for w in v)) for k, v in dict(aliases).items())
 
 
 @dataclass(frozen=True)
@@ -80,6 +94,10 @@ class CellResult:
     #: not_checkable, and why.
     support: str | None = None
     support_reason: str | None = None
+    #: Second opinions (:mod:`extraction.run.second_opinion`), when the settings ask for them.
+    agreement: float | None = None
+    opinion: str | None = None
+    opinion_reason: str | None = None
     error: str | None = None
     attempts: int = 1
     tokens_in: int = 0
@@ -103,5 +121,7 @@ class DocumentResult:
     cost_usd: float | None = None
     errors: list[str] = field(default_factory=list)
     tokens_cached: int = 0
+    #: Of ``llm_calls``, the extra calls of second opinions (samples and challenger).
+    second_opinion_calls: int = 0
     #: Every call failed without reaching the LLM server (connection refused, DNS…).
     unreachable: bool = False

@@ -56,6 +56,7 @@ __all__ = ["ChunkOutcome", "ChunkRunner", "DocumentExtractor", "FatalRunError", 
 _COPIED_FIELDS = (
     "value", "raw_answer", "confidence", "self_confidence", "evidence_quote", "evidence_start",
     "evidence_end", "evidence_page", "grounded", "support", "support_reason", "status",
+    "agreement", "opinion", "opinion_reason",
 )
 
 
@@ -112,6 +113,8 @@ class _Batch:
     logs: list[dict[str, Any]] = field(default_factory=list)
     delta: progress.ProgressDelta = field(default_factory=progress.ProgressDelta)
     documents: int = 0
+    #: Of the batch's LLM calls, those of second opinions; logged once per batch.
+    second_opinion_calls: int = 0
 
 
 class ChunkRunner:
@@ -246,6 +249,9 @@ class ChunkRunner:
             "grounded": None,
             "support": None,
             "support_reason": None,
+            "agreement": None,
+            "opinion": None,
+            "opinion_reason": None,
             "error": None,
             "attempts": 1,
             "tokens_in": 0,
@@ -417,6 +423,7 @@ class ChunkRunner:
                 tokens_cached=result.tokens_cached,
             )
             outcome.llm_calls += result.llm_calls
+            batch.second_opinion_calls += result.second_opinion_calls
             outcome.tokens_in += result.tokens_in
             outcome.tokens_out += result.tokens_out
             if result.cost_usd is not None:
@@ -431,6 +438,7 @@ class ChunkRunner:
             evidence_start=cell.evidence_start, evidence_end=cell.evidence_end,
             evidence_page=cell.evidence_page, grounded=cell.grounded, status=cell.status,
             support=cell.support, support_reason=cell.support_reason,
+            agreement=cell.agreement, opinion=cell.opinion, opinion_reason=cell.opinion_reason,
             error=cell.error, attempts=cell.attempts, tokens_in=cell.tokens_in,
             tokens_out=cell.tokens_out, latency_ms=cell.latency_ms,
             tokens_cached=cell.tokens_cached,
@@ -464,6 +472,20 @@ class ChunkRunner:
             })
         return entries
 
+    def _opinion_log(self, batch: _Batch) -> list[dict[str, Any]]:
+        """One INFO entry per written batch that made second-opinion calls (``job logs``
+        shows them; the job's ``llm_calls`` counts them too)."""
+        if not batch.second_opinion_calls:
+            return []
+        return [{
+            "id": uuid.uuid4(), "job_id": self.plan.job_id, "document_id": None,
+            "variable_id": None, "level": LogLevel.INFO, "event": "second_opinion_calls",
+            "message": f"{batch.second_opinion_calls} second-opinion LLM calls for "
+                       f"{batch.documents} documents",
+            "details": {"calls": batch.second_opinion_calls, "documents": batch.documents},
+            "created_at": utcnow(),
+        }]
+
     # ------------------------------------------------------------ writing
 
     async def _flush(self, batch: _Batch) -> None:
@@ -477,8 +499,9 @@ class ChunkRunner:
             # Core executemany: no ORM bookkeeping for rows nobody reads back here.
             if batch.rows:
                 session.execute(insert(Extraction.__table__), batch.rows)
-            if batch.logs:
-                session.execute(insert(ProcessingLog.__table__), batch.logs)
+            logs = batch.logs + self._opinion_log(batch)
+            if logs:
+                session.execute(insert(ProcessingLog.__table__), logs)
             progress.add_progress(session, self.plan.job_id, batch.delta)
 
 

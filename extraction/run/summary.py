@@ -72,6 +72,7 @@ def summarize_job(session: Session, job: ProcessingJob) -> dict[str, Any]:
         "cells": sum(v["cells"] for v in variables),
         "cells_reused": job.cells_reused,
         "llm_calls": job.llm_calls,
+        **_second_opinions(session, job),
         "tokens_in": job.tokens_in,
         "tokens_out": job.tokens_out,
         "tokens_cached": job.tokens_cached or 0,
@@ -93,6 +94,21 @@ def cost_text(job: ProcessingJob) -> str:
     if job.cost_usd is not None:
         return f"${job.cost_usd:.4f}"
     return "unknown price" if job.llm_calls else "$0 (no LLM call)"
+
+
+def _second_opinions(session: Session, job: ProcessingJob) -> dict[str, Any]:
+    """Of the job's calls, those of second opinions (logged per batch), and the cells they
+    left disputed; nothing when none were asked."""
+    from extraction.models import ProcessingLog
+
+    details = session.scalars(select(ProcessingLog.details).where(
+        ProcessingLog.job_id == job.id, ProcessingLog.event == "second_opinion_calls")).all()
+    if not details:
+        return {}
+    disputed = session.scalar(select(func.count(Extraction.id)).where(
+        Extraction.job_id == job.id, Extraction.opinion == "disputed"))
+    return {"second_opinion_calls": sum(int((d or {}).get("calls") or 0) for d in details),
+            "cells_disputed": int(disputed or 0)}
 
 
 def all_failed_reason(session: Session, job: ProcessingJob) -> str | None:
