@@ -354,8 +354,7 @@ def resume(
         if max_cost is not None or budget_stopped:
             _new_cap(s, row, max_cost, settings)
         if not budget_stopped and row.status is JobStatus.PROCESSING and not force \
-                and not jobs.is_stale(
-                row, after_seconds=settings.job_stale_seconds):
+                and not jobs.is_stale(row, after_seconds=settings.job_stale_seconds):
             open_job(s, row.id, stale_after=settings.job_stale_seconds)  # raises the conflict
         if not budget_stopped and row.status not in (JobStatus.PROCESSING, JobStatus.PENDING):
             open_job(s, row.id, stale_after=settings.job_stale_seconds)  # raises the state error

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,7 +101,7 @@ def test_an_unchanged_project_estimates_nothing_to_do(db_url: str, llm: FakeLLMS
     assert again["cost_sync_usd"] == 0.0 and again["cells_reused"] == 15
 
 
-def test_an_unknown_price_gives_tokens_only(db_url: str, llm: FakeLLMServer,
+def test_an_unknown_price_gives_tokens_only(db_url: str, llm: FakeLLMServer, tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EXTRACTFLOW_LLM_MODEL", "mystery-model")
     with db.session_scope(db_url) as s:
@@ -124,3 +125,9 @@ def test_an_unknown_price_gives_tokens_only(db_url: str, llm: FakeLLMServer,
     assert job["summary"]["cost"] == "unknown price"
     shown = run_cli("job", "show", job["id"])
     assert "cost unknown price" in shown.stdout
+    # The export's metadata says so too.
+    out = tmp_path / "data.json"
+    assert run_cli("export", "trials", "--format", "json", "-o", str(out)).exit_code == 0
+    exported = json.loads(out.read_text())["export"]["jobs"]
+    assert [j["cost"] for j in exported] == ["unknown price"]
+    assert exported[0]["cost_usd"] is None and "tokens_cached" in exported[0]
