@@ -68,13 +68,20 @@ AllowLargeOpt = Annotated[bool, typer.Option(
     "calls or EXTRACTFLOW_RUN_CONFIRM_TOKENS input tokens.")]
 
 
-def _estimate(kind: JobKind, project: str, *, json_out: bool, **options: Any) -> None:
+def _estimate(kind: JobKind, project: str, *, json_out: bool, max_cost: float | None = None,
+              **options: Any) -> None:
     """Print the run's forecast; nothing is kept (a prompt generated on the way neither)."""
     from extraction.run.forecast import forecast_run
 
+    settings = get_settings()
     with db_session() as s:
-        forecast = forecast_run(s, get_settings(), kind=kind, project=project, **options)
+        forecast = forecast_run(s, settings, kind=kind, project=project, **options)
         s.rollback()
+    cap = max_cost if max_cost is not None else settings.max_cost_usd
+    if cap is not None and forecast.cost_sync_usd:
+        share = min(1.0, cap / forecast.cost_sync_usd)
+        forecast.notes.append(f"the ${cap:.4f} cap covers about {share:.0%} of this run at "
+                              "the sync price" + ("" if share < 1 else ": it should not stop"))
     if json_out:
         emit_json(forecast.to_dict())
         return
@@ -303,7 +310,7 @@ def sample(
         document_ids = _full_document_ids(project, document_ids)
     if estimate:
         _estimate(JobKind.SAMPLE, project, json_out=json_out, n=n, seed=seed,
-                  document_ids=document_ids, mode=mode, model=model)
+                  document_ids=document_ids, mode=mode, model=model, max_cost=max_cost)
         return
     data = _create(JobKind.SAMPLE, project, n=n, seed=seed, document_ids=document_ids,
                    mode=mode, model=model, allow_large=allow_large, json_out=json_out,
@@ -328,7 +335,7 @@ def full(
     """Extract every document of the project (unchanged cells are re-used, not re-asked)."""
     if estimate:
         _estimate(JobKind.FULL, project, json_out=json_out, filename_glob=document_filter,
-                  mode=mode, model=model)
+                  mode=mode, model=model, max_cost=max_cost)
         return
     data = _create(JobKind.FULL, project, filename_glob=document_filter, mode=mode, model=model,
                    allow_large=allow_large, json_out=json_out, max_cost=max_cost)
@@ -354,8 +361,7 @@ def resume(
         if max_cost is not None or budget_stopped:
             _new_cap(s, row, max_cost, settings)
         if not budget_stopped and row.status is JobStatus.PROCESSING and not force \
-                and not jobs.is_stale(
-                row, after_seconds=settings.job_stale_seconds):
+                and not jobs.is_stale(row, after_seconds=settings.job_stale_seconds):
             open_job(s, row.id, stale_after=settings.job_stale_seconds)  # raises the conflict
         if not budget_stopped and row.status not in (JobStatus.PROCESSING, JobStatus.PENDING):
             open_job(s, row.id, stale_after=settings.job_stale_seconds)  # raises the state error

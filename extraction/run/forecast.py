@@ -206,19 +206,19 @@ class Forecast:
             return "unknown price" if value is None else f"${value:,.4f}"
 
         out = [
-            f"Estimate for a {self.kind} run of project '{self.project}' "
-            f"(model {self.model}, mode {self.mode}) — no LLM call made, no job created",
-            f"  documents       {self.documents:,} selected, {self.documents_to_do:,} to do "
-            f"({self.cells_reused:,} cells re-used from earlier runs)",
+            (f"Estimate for a {self.kind} run of project '{self.project}' "
+             f"(model {self.model}, mode {self.mode}) — no LLM call made, no job created"),
+            (f"  documents       {self.documents:,} selected, {self.documents_to_do:,} to do "
+             f"({self.cells_reused:,} cells re-used from earlier runs)"),
             f"  LLM calls       {self.calls:,}",
-            f"  input tokens    {self.tokens_in:,} (of them ~{self.tokens_cached:,} in a shared "
-            f"prefix, {self.cache_share:.0%})",
+            (f"  input tokens    {self.tokens_in:,} (of them ~{self.tokens_cached:,} in a "
+             f"shared prefix, {self.cache_share:.0%})"),
             f"  output tokens   {self.tokens_out:,} ({self.output_basis})",
             f"  cost sync       {usd(self.cost_sync_usd)}",
             f"  cost batch      {usd(self.cost_batch_usd)}",
             f"  cost cached     {usd(self.cost_cached_usd)} (shared prefix at the cached rate)",
-            f"  wall time       ~{_duration(self.wall_seconds)} at {self.concurrency} calls "
-            f"in flight, {self.seconds_per_call:.1f} s per call ({self.latency_basis})",
+            (f"  wall time       ~{_duration(self.wall_seconds)} at {self.concurrency} calls "
+             f"in flight, {self.seconds_per_call:.1f} s per call ({self.latency_basis})"),
             f"  tokens counted  {self.token_counter}",
         ]
         if self.price is None:

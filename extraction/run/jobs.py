@@ -49,8 +49,8 @@ __all__ = [
     "is_stale",
     "list_jobs",
     "reopen_after_budget",
-    "stopped_by_budget",
     "start_job",
+    "stopped_by_budget",
     "touch_job",
     "transition",
 ]

@@ -42,7 +42,6 @@ from extraction.models import Document, Extraction, ExtractionStatus, LogLevel, 
 from extraction.run import progress
 from extraction.run.budget import Budget
 from extraction.run.plan import RunPlan
-from extraction.run.reuse import reusable_cells
 from extraction.run.results import (
     CellResult,
     DocumentInput,
@@ -50,6 +49,7 @@ from extraction.run.results import (
     PromptInfo,
     VariableInfo,
 )
+from extraction.run.reuse import reusable_cells
 
 __all__ = ["ChunkOutcome", "ChunkRunner", "DocumentExtractor", "FatalRunError", "is_fatal"]
 

@@ -48,6 +48,8 @@ def test_the_cap_stops_the_run_on_time_and_resume_finishes_it(
     estimate = run_cli("run", "full", "trials", "--estimate", "--json").json()
     per_call = estimate["cost_sync_usd"] / estimate["calls"]
     cap = round(per_call * DOCS * 0.4, 8)  # about 40 % of the run
+    noted = run_cli("run", "full", "trials", "--estimate", "--max-cost", str(cap), "--json")
+    assert any("covers about 40% of this run" in n for n in noted.json()["notes"])
 
     stopped = run_cli("run", "full", "trials", "--max-cost", str(cap), "--json")
     assert stopped.exit_code == 12, stopped.stdout + stopped.stderr  # CANCELLED

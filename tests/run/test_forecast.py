@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,7 +101,7 @@ def test_an_unchanged_project_estimates_nothing_to_do(db_url: str, llm: FakeLLMS
     assert again["cost_sync_usd"] == 0.0 and again["cells_reused"] == 15
 
 
-def test_an_unknown_price_gives_tokens_only(db_url: str, llm: FakeLLMServer,
+def test_an_unknown_price_gives_tokens_only(db_url: str, llm: FakeLLMServer, tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EXTRACTFLOW_LLM_MODEL", "mystery-model")
     with db.session_scope(db_url) as s:
@@ -124,3 +125,48 @@ def test_an_unknown_price_gives_tokens_only(db_url: str, llm: FakeLLMServer,
     assert job["summary"]["cost"] == "unknown price"
     shown = run_cli("job", "show", job["id"])
     assert "cost unknown price" in shown.stdout
+    # The export's metadata says so too.
+    out = tmp_path / "data.json"
+    assert run_cli("export", "trials", "--format", "json", "-o", str(out)).exit_code == 0
+    exported = json.loads(out.read_text())["export"]["jobs"]
+    assert [j["cost"] for j in exported] == ["unknown price"]
+    assert exported[0]["cost_usd"] is None and "tokens_cached" in exported[0]
+
+
+@pytest.mark.parametrize("mode, instructor_mode", [("per_document", "tools"),
+                                                   ("per_variable", "json")])
+def test_a_long_documents_calls_are_rendered_as_the_extractor_sends_them(
+        mode: str, instructor_mode: str) -> None:
+    """Chunks of a long document, in two modes and two request shapes: the calls the
+    estimate renders are the requests the fake server receives, token for token."""
+    import asyncio
+    import uuid as _uuid
+
+    from config.settings import get_settings
+    from extraction.llm.client import LLMClient
+    from extraction.run.extractor import Extractor
+    from extraction.run.forecast import document_calls
+    from extraction.run.results import DocumentInput
+    from tests.run.test_extractor import PROMPTS, REPORT, VARIABLES
+
+    variables = VARIABLES[:3]
+    prompts = {v.id: PROMPTS[v.id] for v in variables}
+    text = REPORT * 60  # ~25,000 characters: several chunks of a 3,000-token window
+    with FakeLLMServer(model=None, count_request_schema=True) as server:
+        settings = get_settings(llm_base_url=server.base_url, llm_api_key="sk-test",
+                                llm_model="house-model", llm_context_tokens=3000,
+                                llm_instructor_mode=instructor_mode)
+        estimated = document_calls(text, variables, prompts, mode=mode,
+                                   instructor_mode=instructor_mode, settings=settings)
+
+        async def go() -> None:
+            client = LLMClient.from_settings(settings)
+            try:
+                await Extractor(client, mode=mode, settings=settings).extract_document(
+                    DocumentInput(_uuid.uuid4(), "long.txt", text), variables, prompts)
+            finally:
+                await client.aclose()
+
+        asyncio.run(go())
+        assert len(estimated.calls) == server.total_requests > len(variables)
+        assert estimated.tokens_in == server.usage_totals["prompt_tokens"]
