@@ -2,6 +2,11 @@
 
 Prefect's ephemeral API prints event-flush errors and telemetry tracebacks at exit; those are
 noise to a user of the CLI, so their loggers are raised to CRITICAL here.
+
+The terminal and the Prefect UI are quieted separately: Prefect's *console handler* only
+shows warnings, while its loggers stay at INFO, so a flow run's lines (extractflow's plan,
+progress, failed documents, summary) still reach the API and the run's Logs tab. Raising
+``PREFECT_LOGGING_LEVEL`` instead would silence both.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ _NOISY_LOGGERS = ("httpx", "httpcore", "openai", "alembic", "instructor", "prefe
 def quiet_prefect_environment() -> None:
     """Set Prefect environment defaults that keep an embedded run quiet (user values win)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "ERROR")
 
 
