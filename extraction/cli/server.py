@@ -50,18 +50,17 @@ def stop(json_out: JsonOption = False) -> None:
 
 @app.command("status")
 def status(json_out: JsonOption = False) -> None:
-    """Whether the local server runs, its UI and API URLs."""
+    """Whether the local server runs, its UI and API URLs (exit code 1 when it does not)."""
     from flows import local_server
 
     data = local_server.status()
     if json_out:
         emit_json(data)
-        return
-    if data["running"]:
+    elif data["running"]:
         console.print(f"Running (pid {data['pid']}): UI {data['ui_url']} · API "
                       f"{data['api_url']}" + ("" if data["in_use"] else
                                               " — not used: PREFECT_API_URL points elsewhere"))
     else:
         console.print("Not running; start it with `extractflow server start`.")
     if not data["running"]:
-        raise typer.Exit(1)
+        raise typer.Exit(1)  # scripts can test for a running server
