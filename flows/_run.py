@@ -127,6 +127,24 @@ async def _relay(job_id: uuid.UUID, cursor: report.EventCursor) -> None:
         log.log(logging.getLevelName(level.value), message)
 
 
+class _CancelIsNotAnError(logging.Filter):
+    """Prefect's async engine logs its last line, ``Finished in state …``, at ERROR for any
+    state but Completed; a cancel someone asked for is not an error, so that line is INFO
+    for a Cancelled state (the UI's Logs tab then shows no error for a clean cancel)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and str(record.msg).startswith(
+                "Finished in state Cancelled"):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+def _quiet_cancel_line() -> None:
+    engine = logging.getLogger("prefect.flow_runs")
+    if not any(isinstance(f, _CancelIsNotAnError) for f in engine.filters):
+        engine.addFilter(_CancelIsNotAnError())
+
+
 @contextlib.contextmanager
 def _graceful_sigterm(on_term: Any) -> Any:
     """While the block runs, a SIGTERM calls ``on_term`` in the event loop instead of
@@ -252,6 +270,7 @@ async def run_job(
     settings = get_settings()
     flow_run_id = runtime_flow_run.id
     log = _run_logger()
+    _quiet_cancel_line()
     try:
         options = RunOptions.resolve(settings, **(knobs or {}))
         job_uuid, resumed = await asyncio.to_thread(
