@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -181,3 +182,61 @@ def test_the_cli_finds_the_local_server_by_itself_and_stays_quiet(
     assert "Finished in state" not in done.stdout + done.stderr
     status = run_cli("server", "status", "--json")  # this test's own home: none there
     assert status.exit_code == 1 and status.json()["running"] is False
+
+
+# ---------------------------------------------------------------- in a real browser
+
+CHROMIUM = os.environ.get("EXTRACTFLOW_CHROMIUM") or shutil.which("chromium") \
+    or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Debian Chromium through Playwright (``make browser`` installs it); skipped
+    without it, except in CI (``CI=true``), where a missing browser fails the run."""
+    in_ci = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:  # pragma: no cover - playwright is a dev dependency
+        if in_ci:
+            pytest.fail(f"playwright is not installed ({exc}); CI=true: browser tests must run")
+        pytest.skip("playwright is not installed")
+    if not Path(CHROMIUM).exists():
+        message = f"no Chromium at {CHROMIUM}: run `make browser`"
+        if in_ci:
+            pytest.fail(message + " (CI=true: browser tests must run)")
+        pytest.skip(message)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM)
+        yield b
+        b.close()
+
+
+def test_the_run_page_shows_the_name_our_log_lines_and_the_preview(
+    on_server: local_server.ServerInfo, llm: FakeLLMServer, db_url: str, browser: Any,
+    tmp_path: Path
+) -> None:
+    """The Prefect UI itself, as a user opens the link the CLI prints."""
+    shots = Path(os.environ.get("EXTRACTFLOW_UI_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    with db.session_scope(db_url) as s:
+        project = make_project(s)
+        add_trial_documents(s, project, 3)
+    job = run_cli("run", "sample", "trials", "--n", "3", "--json").json()
+    _until_final(job["flow_run_id"])
+    name = f"trials/sample-{job['id'][:8]}"
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    try:
+        page.goto(local_server.flow_run_url(job["flow_run_id"], on_server.api_url))
+        page.get_by_text(name).first.wait_for(timeout=60_000)
+        page.get_by_text("plan: a sample of 3").first.wait_for(timeout=60_000)
+        page.screenshot(path=str(shots / "flow-run-logs.png"), full_page=True)
+        page.get_by_role("tab", name="Artifacts").click()
+        page.get_by_text(f"job-{job['id'][:8]}-preview").first.wait_for(timeout=30_000)
+        page.screenshot(path=str(shots / "flow-run-artifacts.png"), full_page=True)
+        page.get_by_text(f"job-{job['id'][:8]}-preview").first.click()
+        page.get_by_text("Sponsor0 Labs").first.wait_for(timeout=30_000)
+        page.screenshot(path=str(shots / "preview-artifact.png"), full_page=True)
+    finally:
+        context.close()
