@@ -190,13 +190,12 @@ CHROMIUM = os.environ.get("EXTRACTFLOW_CHROMIUM") or shutil.which("chromium") \
     or "/usr/bin/chromium"
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def _chromium_or_skip() -> None:
     """Headless Debian Chromium through Playwright (``make browser`` installs it); skipped
     without it, except in CI (``CI=true``), where a missing browser fails the run."""
     in_ci = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
     try:
-        from playwright.sync_api import sync_playwright
+        import playwright.sync_api  # noqa: F401
     except ImportError as exc:  # pragma: no cover - playwright is a dev dependency
         if in_ci:
             pytest.fail(f"playwright is not installed ({exc}); CI=true: browser tests must run")
@@ -206,37 +205,44 @@ def browser() -> Iterator[Any]:
         if in_ci:
             pytest.fail(message + " (CI=true: browser tests must run)")
         pytest.skip(message)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM)
-        yield b
-        b.close()
 
 
 def test_the_run_page_shows_the_name_our_log_lines_and_the_preview(
-    on_server: local_server.ServerInfo, llm: FakeLLMServer, db_url: str, browser: Any,
-    tmp_path: Path
+    on_server: local_server.ServerInfo, llm: FakeLLMServer, db_url: str, tmp_path: Path
 ) -> None:
-    """The Prefect UI itself, as a user opens the link the CLI prints."""
-    shots = Path(os.environ.get("EXTRACTFLOW_UI_SCREENSHOTS") or tmp_path)
+    """The Prefect UI itself, as a user opens the link the CLI prints: the run's name, a log
+    line of ours, the parameters that ran, the preview artifact. Screenshots go to
+    ``$UI_SCREENSHOTS_DIR`` when set."""
+    _chromium_or_skip()
+    shots = Path(os.environ.get("UI_SCREENSHOTS_DIR") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
     with db.session_scope(db_url) as s:
         project = make_project(s)
         add_trial_documents(s, project, 3)
     job = run_cli("run", "sample", "trials", "--n", "3", "--json").json()
     _until_final(job["flow_run_id"])
-    name = f"trials/sample-{job['id'][:8]}"
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    try:
-        page.goto(local_server.flow_run_url(job["flow_run_id"], on_server.api_url))
-        page.get_by_text(name).first.wait_for(timeout=60_000)
-        page.get_by_text("plan: a sample of 3").first.wait_for(timeout=60_000)
-        page.screenshot(path=str(shots / "flow-run-logs.png"), full_page=True)
-        page.get_by_role("tab", name="Artifacts").click()
-        page.get_by_text(f"job-{job['id'][:8]}-preview").first.wait_for(timeout=30_000)
-        page.screenshot(path=str(shots / "flow-run-artifacts.png"), full_page=True)
-        page.get_by_text(f"job-{job['id'][:8]}-preview").first.click()
-        page.get_by_text("Sponsor0 Labs").first.wait_for(timeout=30_000)
-        page.screenshot(path=str(shots / "preview-artifact.png"), full_page=True)
-    finally:
-        context.close()
+    short = job["id"][:8]
+    from playwright.sync_api import sync_playwright  # its loop: after the asyncio calls
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.goto(local_server.flow_run_url(job["flow_run_id"], on_server.api_url))
+            page.get_by_text(f"trials/sample-{short}").first.wait_for(timeout=60_000)
+            page.get_by_text("plan: a sample of 3").first.wait_for(timeout=60_000)
+            page.screenshot(path=str(shots / "flow-run-logs.png"), full_page=True)
+            page.get_by_text("Parameters", exact=True).first.click()
+            page.get_by_text("per_document").first.wait_for(timeout=30_000)
+            page.screenshot(path=str(shots / "flow-run-parameters.png"), full_page=True)
+            page.get_by_text("Artifacts", exact=True).first.click()
+            page.get_by_text(f"job-{short}-preview").first.wait_for(timeout=30_000)
+            page.screenshot(path=str(shots / "flow-run-artifacts.png"), full_page=True)
+            page.get_by_text(f"job-{short}-preview").first.click()
+            page.get_by_text("Sponsor0 Labs").first.wait_for(timeout=30_000)
+            page.screenshot(path=str(shots / "preview-artifact.png"), full_page=True)
+        except Exception:
+            page.screenshot(path=str(shots / "failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
