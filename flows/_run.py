@@ -318,7 +318,7 @@ async def run_job(
         except ExtractflowError as exc:
             outcome, reason = ("cancelled", why.get("reason")) if terminated.is_set() \
                 else ("failed", str(exc))
-        except Exception as exc:
+        except Exception as exc:  # a bug must not leave the job PROCESSING forever
             log.exception("job %s stopped by an unexpected error", job_uuid)
             outcome, reason = "failed", f"unexpected error: {type(exc).__name__}: {exc}"
         finally:
