@@ -178,6 +178,10 @@ class Settings(BaseSettings):
         "needs --allow-large.")
     deployment_sample_run: str = "sample-run/sample-run"
     deployment_full_run: str = "full-run/full-run"
+    server_port: int = Field(
+        default=4200, ge=1, le=65535,
+        description="Port of the local Prefect server of `extractflow server start` (UI and "
+        "API on 127.0.0.1).")
     max_file_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
 
     # Evaluation against gold data (`extractflow evaluate`); the report states these values

@@ -19,7 +19,8 @@ from pathlib import Path
 import docx
 import pymupdf
 
-__all__ = ["TrialRecord", "RECORDS", "write_corpus", "truth_by_filename", "write_gold_csv"]
+__all__ = ["RECORDS", "TrialRecord", "main", "truth_by_filename", "write_corpus",
+           "write_gold_csv"]
 
 _MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August",
            "September", "October", "November", "December"]
@@ -187,11 +188,28 @@ def write_gold_csv(path: Path) -> Path:
     return path
 
 
-if __name__ == "__main__":
-    # python -m examples.clinical_trials_corpus gold [PATH]: (re)write the gold file
-    if len(sys.argv) >= 2 and sys.argv[1] == "gold":
-        target = Path(sys.argv[2]) if len(sys.argv) > 2 else \
-            Path(__file__).with_name("clinical_trials.gold.csv")
-        print(f"Wrote {write_gold_csv(target)}")
+def main(argv: list[str] | None = None) -> None:
+    """``python -m examples.clinical_trials_corpus corpus DIR`` writes the twenty reports
+    (and ``DIR-truth.json`` beside the folder); ``… gold [PATH]`` (re)writes the gold file."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m examples.clinical_trials_corpus",
+        description="The demo's synthetic clinical trial reports, with known answers.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    corpus = commands.add_parser("corpus", help="write the twenty reports (PDF, DOCX, TXT)")
+    corpus.add_argument("directory", type=Path, help="folder to write them into")
+    gold = commands.add_parser("gold", help="write the known answers as a wide gold CSV")
+    gold.add_argument("path", type=Path, nargs="?",
+                      default=Path(__file__).with_name("clinical_trials.gold.csv"))
+    args = parser.parse_args(argv)
+    if args.command == "corpus":
+        paths = write_corpus(args.directory)
+        print(f"Wrote {len(paths)} reports to {args.directory} (answers: "
+              f"{args.directory.with_name(args.directory.name + '-truth.json')})")
     else:
-        raise SystemExit("usage: python -m examples.clinical_trials_corpus gold [PATH]")
+        print(f"Wrote {write_gold_csv(args.path)}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

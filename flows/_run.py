@@ -6,8 +6,16 @@ The decisions live in the domain: opening the job and finding it again
 (:mod:`extraction.run.assembly`), the chunk scheduler (:mod:`extraction.run.scheduler`) and
 the cancellation watcher (:mod:`extraction.run.watch`). This module adds what is Prefect's:
 
-* the flow run is renamed ``sample-<job id 8>`` / ``full-<job id 8>`` and tagged
-  ``job:<id>``; the job stores the flow run id, so each finds the other;
+* the flow run is named ``<project>/<kind>-<job id 8>`` and tagged ``project:<name>``,
+  ``kind:<sample|full>`` and ``job:<id>``, and its parameters are replaced by the ones that
+  ran (resolved mode and model, the seed drawn, the job id — so Prefect's Retry resumes the
+  job); the job stores the flow run id, so each finds the other;
+* extractflow's own lines go to the flow run's log (the plan, each chunk's progress, the
+  job's events: failed documents with their reason, the final summary), and the results
+  are artifacts: the summary, a preview of the first documents' values, the failures;
+* a SIGTERM that comes with a cancel from Prefect (a worker or ``serve`` stopping the run)
+  stops the run like a cancel from the CLI: no new LLM call, the summary written, the job
+  CANCELLED, no crash;
 * the shared limits live on the Prefect server (``flows/_limits.py``), the extract stage
   runs one ``extract`` task per chunk, and its progress is a Prefect progress artifact
   (the aggregate task publishes the summary table);
@@ -24,11 +32,17 @@ import asyncio
 import contextlib
 import functools
 import logging
+import signal
+import threading
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
+from prefect.artifacts import (
+    acreate_progress_artifact,
+    acreate_table_artifact,
+    aupdate_progress_artifact,
+)
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 from prefect.runtime import flow_run as runtime_flow_run
@@ -39,20 +53,28 @@ from extraction.db import session_scope
 from extraction.errors import ExtractflowError, FatalRunError
 from extraction.llm.limits import combine
 from extraction.models import JobKind, JobStatus, LogLevel
-from extraction.run import lifecycle, preload
+from extraction.run import lifecycle, preload, report
 from extraction.run.assembly import RunOptions, build_engine, run_slots
 from extraction.run.runner import ChunkOutcome
 from extraction.run.scheduler import run_extract_stage
 from extraction.run.watch import watch_job
-from flows._limits import ensure_limits, process_limiter, rate_bucket, slot_lease
+from flows._limits import (
+    ensure_limits,
+    process_limiter,
+    rate_bucket,
+    slot_lease,
+    stop_new_calls,
+)
 from tasks.aggregate import aggregate
 from tasks.extract import extract
 from tasks.parse import parse
 from tasks.prompt import prompt
 
-__all__ = ["flow_run_name_for", "on_flow_cancelled", "on_flow_crashed", "run_job"]
+__all__ = ["flow_run_name_for", "on_flow_cancelled", "on_flow_crashed", "run_job", "run_tags"]
 
 logger = logging.getLogger(__name__)
+#: Documents shown in the results preview artifact.
+PREVIEW_DOCUMENTS = 10
 _CANCEL_STATES = {StateType.CANCELLING, StateType.CANCELLED}
 
 
@@ -67,24 +89,85 @@ def _run_logger() -> Any:
         return logger
 
 
-def flow_run_name_for(kind: JobKind, job_id: uuid.UUID | str) -> str:
-    prefix = "sample" if JobKind(kind) is JobKind.SAMPLE else "full"
-    return f"{prefix}-{str(job_id)[:8]}"
+def flow_run_name_for(kind: JobKind, job_id: uuid.UUID | str | None, project: str) -> str:
+    """``<project>/<kind>-<job id 8>``, the same for local, served and deployment runs."""
+    return report.run_label(project, kind, job_id)
 
 
-async def _label_flow_run(flow_run_id: str | None, kind: JobKind, job_id: uuid.UUID) -> None:
-    """Name the flow run after the job and tag it, so the UI and the CLI find each other."""
+run_tags = report.run_tags
+
+
+async def _label_flow_run(flow_run_id: str | None, kind: JobKind, project: str,
+                          job_id: uuid.UUID | None,
+                          parameters: dict[str, Any] | None = None) -> None:
+    """Name and tag the flow run after its job and record the parameters that ran, so the
+    UI shows the truth and the CLI and the UI find each other."""
     if not flow_run_id:
         return
     try:
         async with get_client() as client:
             run = await client.read_flow_run(uuid.UUID(flow_run_id))
-            tags = list(dict.fromkeys([*(run.tags or []), f"job:{job_id}", "extractflow"]))
+            tags = list(dict.fromkeys([*(run.tags or []), *run_tags(kind, project, job_id)]))
+            merged = None
+            if parameters is not None:
+                merged = {**(run.parameters or {}),
+                          **{k: v for k, v in parameters.items() if v is not None}}
             await client.update_flow_run(
-                uuid.UUID(flow_run_id), name=flow_run_name_for(kind, job_id), tags=tags
+                uuid.UUID(flow_run_id), name=flow_run_name_for(kind, job_id, project),
+                tags=tags, parameters=merged,
             )
     except Exception as exc:  # noqa: BLE001 - cosmetic; the job still records the run id
-        logger.warning("could not rename flow run %s: %s", flow_run_id, exc)
+        logger.warning("could not label flow run %s: %s", flow_run_id, exc)
+
+
+async def _relay(job_id: uuid.UUID, cursor: report.EventCursor) -> None:
+    """The job's new events as lines of the flow run's log."""
+    log = _run_logger()
+    for level, message in await asyncio.to_thread(lifecycle.new_events, job_id, cursor):
+        log.log(logging.getLevelName(level.value), message)
+
+
+class _CancelIsNotAnError(logging.Filter):
+    """Prefect's async engine logs its last line, ``Finished in state …``, at ERROR for any
+    state but Completed; a cancel someone asked for is not an error, so that line is INFO
+    for a Cancelled state (the UI's Logs tab then shows no error for a clean cancel)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and str(record.msg).startswith(
+                "Finished in state Cancelled"):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+def _quiet_cancel_line() -> None:
+    engine = logging.getLogger("prefect.flow_runs")
+    if not any(isinstance(f, _CancelIsNotAnError) for f in engine.filters):
+        engine.addFilter(_CancelIsNotAnError())
+
+
+@contextlib.contextmanager
+def _graceful_sigterm(on_term: Any) -> Any:
+    """While the block runs, a SIGTERM calls ``on_term`` in the event loop instead of
+    Prefect's handler (which raises ``TerminationSignal`` and crashes the run).
+
+    A worker or ``serve`` cancelling a run sends SIGTERM and waits 30 s before SIGKILL:
+    enough to stop new calls, let the ones in flight finish and write the summary. Only in
+    the main thread (a CLI run is in a thread of its own and is cancelled through its job).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum: int, frame: Any) -> None:
+        loop.call_soon_threadsafe(on_term)
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 async def _flow_run_cancelled(client: Any, flow_run_id: uuid.UUID) -> bool:
@@ -105,8 +188,38 @@ async def _watch(job_id: uuid.UUID, flow_run_id: str | None, stop: asyncio.Event
                         log=logger)
 
 
+async def _publish_progress(job_id: uuid.UUID, artifact: dict[str, Any]) -> None:
+    """The progress artifact at the job's recorded progress (created on first use)."""
+    progress = await asyncio.to_thread(lifecycle.job_progress, job_id)
+    if "id" in artifact:
+        await aupdate_progress_artifact(artifact["id"], progress=progress)
+        return
+    artifact["id"] = await acreate_progress_artifact(
+        progress=progress, key=f"job-{str(job_id)[:8]}-progress",
+        description=f"Documents processed by job {job_id}",
+    )
+
+
+async def _publish_results(job_id: uuid.UUID, artifact: dict[str, Any]) -> None:
+    """The final progress, and the preview and failures tables of a finished job."""
+    preview, failed, _ = await asyncio.to_thread(lifecycle.results_tables, job_id,
+                                                 documents=PREVIEW_DOCUMENTS)
+    await _publish_progress(job_id, artifact)
+    short = str(job_id)[:8]
+    if preview:
+        await acreate_table_artifact(
+            preview, key=f"job-{short}-preview",
+            description=f"Results preview of job {job_id}: the first {PREVIEW_DOCUMENTS} "
+                        f"documents; all of them: `{report.results_command(job_id)}`")
+    if failed:
+        await acreate_table_artifact(
+            failed, key=f"job-{short}-failures",
+            description=f"Documents that failed in job {job_id}, with the reason")
+
+
 async def _extract_stage(job_id: uuid.UUID, options: RunOptions, settings: Settings,
-                         stop: asyncio.Event, *, resumed: bool) -> ChunkOutcome:
+                         stop: asyncio.Event, *, resumed: bool, artifact: dict[str, Any],
+                         cursor: report.EventCursor) -> ChunkOutcome:
     plan, chunks = await asyncio.to_thread(lifecycle.load_chunks, job_id,
                                            options.documents_per_chunk)
     if not chunks:
@@ -122,17 +235,10 @@ async def _extract_stage(job_id: uuid.UUID, options: RunOptions, settings: Setti
             f"waiting for {slots} slots of the global limit '{name}' ({holders})",
             level=LogLevel.WARNING)
 
-    artifact: dict[str, Any] = {}
-
     async def report_progress() -> None:
-        progress = await asyncio.to_thread(lifecycle.job_progress, job_id)
-        if "id" in artifact:
-            await aupdate_progress_artifact(artifact["id"], progress=progress)
-            return
-        artifact["id"] = await acreate_progress_artifact(
-            progress=progress, key=f"job-{str(job_id)[:8]}-progress",
-            description=f"Documents processed by job {job_id}",
-        )
+        await _publish_progress(job_id, artifact)
+        _run_logger().info(await asyncio.to_thread(lifecycle.progress_line, job_id))
+        await _relay(job_id, cursor)
 
     return await run_extract_stage(
         plan, chunks, options=options, slots=slots,
@@ -163,51 +269,98 @@ async def run_job(
     preload.start()  # a deployment's run enters here without a bootstrap (flows/bootstrap.py)
     settings = get_settings()
     flow_run_id = runtime_flow_run.id
+    log = _run_logger()
+    _quiet_cancel_line()
     try:
         options = RunOptions.resolve(settings, **(knobs or {}))
         job_uuid, resumed = await asyncio.to_thread(
             functools.partial(lifecycle.start_job, kind, params, job_id=job_id, force=force,
                               flow_run_id=flow_run_id, settings=settings))
     except ExtractflowError as exc:
+        await _label_flow_run(flow_run_id, kind, str(params.get("project")), None)
         if job_id is not None and await asyncio.to_thread(lifecycle.job_status, job_id) is \
                 JobStatus.CANCELLED:
+            log.warning("job %s was cancelled before it started", job_id)
             return Cancelled(message=f"job {job_id} was cancelled before it started")
+        log.error("the run could not start: %s", exc)
         return Failed(message=str(exc))
-    await _label_flow_run(flow_run_id, kind, job_uuid)
+    facts = await asyncio.to_thread(lifecycle.run_facts, job_uuid)
+    await _label_flow_run(flow_run_id, kind, facts["project"], job_uuid, facts["parameters"])
+    log.info("%s job %s of project %s (%s)", "resuming" if resumed else "starting", job_uuid,
+             facts["project"], report.results_command(job_uuid))
 
     stop = asyncio.Event()
     why: dict[str, str] = {}
+    terminated = asyncio.Event()
+
+    def on_term() -> None:  # SIGTERM from a worker or serve: stop like a cancel
+        stop_new_calls()
+        terminated.set()
+        why.setdefault("reason", "flow run cancelled in Prefect")
+        stop.set()
+
+    artifact: dict[str, Any] = {}
+    cursor = report.EventCursor()
     watcher = asyncio.create_task(_watch(job_uuid, flow_run_id, stop, why, settings))
     outcome: str = "complete"
     reason: str | None = None
-    try:
-        await parse(job_uuid)
-        await prompt(job_uuid)
-        total = await _extract_stage(job_uuid, options, settings, stop, resumed=resumed)
-        if stop.is_set():
-            outcome, reason = "cancelled", total.stop_reason or why.get("reason", "cancelled")
-    except FatalRunError as exc:
-        outcome, reason = "failed", exc.reason
-    except ExtractflowError as exc:
-        outcome, reason = "failed", str(exc)
-    except Exception as exc:  # noqa: BLE001 - a bug must not leave the job PROCESSING forever
-        _run_logger().exception("job %s stopped by an unexpected error", job_uuid)
-        outcome, reason = "failed", f"unexpected error: {type(exc).__name__}: {exc}"
-    finally:
-        stop.set()
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
-    try:
-        job = await aggregate(job_uuid, outcome, reason)
-    except ExtractflowError as exc:  # the database is gone: nothing more can be recorded
-        return Failed(message=f"job {job_uuid}: {reason or exc}; could not record it: {exc}")
+    with _graceful_sigterm(on_term):
+        try:
+            await parse(job_uuid)
+            await prompt(job_uuid)
+            log.info(await asyncio.to_thread(lifecycle.plan_line, job_uuid))
+            total = await _extract_stage(job_uuid, options, settings, stop,
+                                         resumed=resumed, artifact=artifact, cursor=cursor)
+            if stop.is_set():
+                outcome, reason = "cancelled", (total.stop_reason
+                                                or why.get("reason", "cancelled"))
+        except FatalRunError as exc:
+            outcome, reason = "failed", exc.reason
+        except ExtractflowError as exc:
+            outcome, reason = ("cancelled", why.get("reason")) if terminated.is_set() \
+                else ("failed", str(exc))
+        except Exception as exc:  # a bug must not leave the job PROCESSING forever
+            log.exception("job %s stopped by an unexpected error", job_uuid)
+            outcome, reason = "failed", f"unexpected error: {type(exc).__name__}: {exc}"
+        finally:
+            stop.set()
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        if terminated.is_set() and not await _cancel_requested(flow_run_id):
+            # A SIGTERM without a cancel (the worker itself stopping): the job stays
+            # PROCESSING, resumable, and the run ends as Prefect would end it.
+            from prefect.exceptions import TerminationSignal
+
+            log.warning("stopped by SIGTERM; resume with `extractflow run resume %s`",
+                        job_uuid)
+            raise TerminationSignal(signal=signal.SIGTERM)
+        try:
+            job = await aggregate(job_uuid, outcome, reason)
+        except ExtractflowError as exc:  # the database is gone: nothing more can be recorded
+            return Failed(message=f"job {job_uuid}: {reason or exc}; could not record it: {exc}")
+        await _relay(job_uuid, cursor)
+        try:
+            await _publish_results(job_uuid, artifact)
+        except Exception as exc:  # noqa: BLE001 - the job is recorded; artifacts are a view
+            log.warning("could not publish the results artifacts: %s", exc)
     if job["status"] == JobStatus.CANCELLED.value:
         return Cancelled(message=f"job {job_uuid} cancelled: {job.get('error') or reason}",
                          data=job)
     if job["status"] == JobStatus.FAILED.value:
         return Failed(message=f"job {job_uuid} failed: {job.get('error')}", data=job)
     return job
+
+
+async def _cancel_requested(flow_run_id: str | None) -> bool:
+    """Whether Prefect holds the flow run as cancelling (or cancelled)."""
+    if not flow_run_id:
+        return False
+    try:
+        async with get_client() as client:
+            return await _flow_run_cancelled(client, uuid.UUID(flow_run_id))
+    except Exception:  # noqa: BLE001 - cannot tell: treat the SIGTERM as a cancel
+        return True
 
 
 # ---------------------------------------------------------------- Prefect state hooks

@@ -1,6 +1,9 @@
 """Prepare a process for running extractflow's flows — done by the entry points, not on import.
 
-:func:`bootstrap` does two things, once per process:
+:func:`bootstrap` does three things, once per process:
+
+* **The local server.** When ``extractflow server start`` runs one and no
+  ``PREFECT_API_URL`` is set, flows use it (:mod:`flows.local_server`).
 
 * **Prefect's start-up timeout.** Prefect waits 20 s for its temporary (ephemeral) API
   server to start; on a busy 2-core machine a first start can take longer, which fails the
@@ -35,8 +38,12 @@ _TIMEOUT_VARIABLE = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 
 
 def bootstrap(*, llm_stack: bool = False) -> None:
-    """Raise Prefect's ephemeral start-up timeout; with ``llm_stack``, start importing the
-    LLM stack in the background. Cheap and idempotent: call it before starting any flow."""
+    """Use the local server of ``extractflow server start`` if it runs, raise Prefect's
+    ephemeral start-up timeout; with ``llm_stack``, start importing the LLM stack in the
+    background. Cheap and idempotent: call it before starting any flow."""
+    from flows import local_server
+
+    local_server.connect()
     _default_startup_timeout()
     if llm_stack:
         preload.start()

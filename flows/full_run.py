@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from prefect.states import State
 
 from extraction.models import JobKind
 from flows._run import on_flow_cancelled, on_flow_crashed, run_job
 from flows.entry import entry_flow
+from flows.parameters import (
+    ChunkSize,
+    Concurrency,
+    InFlight,
+    JobRef,
+    MaxCost,
+    Mode,
+    ModelName,
+    ProjectRef,
+    StopAfter,
+    split_arguments,
+)
 
 __all__ = ["full_run"]
 
@@ -21,17 +33,17 @@ __all__ = ["full_run"]
     log_prints=False,
 )
 async def full_run(
-    project: str,
-    mode: Literal["per_document", "per_variable"] | None = None,
-    model: str | None = None,
+    project: ProjectRef,
+    mode: Mode = "default",
+    model: ModelName = None,
     document_filter: str | None = None,
-    job_id: str | None = None,
+    llm_concurrency: Concurrency = None,
+    documents_per_chunk: ChunkSize = None,
+    chunks_in_flight: InFlight = None,
+    stop_after_unreachable_documents: StopAfter = None,
+    max_cost_usd: MaxCost = None,
+    job_id: JobRef = None,
     force: bool = False,
-    llm_concurrency: int | None = None,
-    documents_per_chunk: int | None = None,
-    chunks_in_flight: int | None = None,
-    stop_after_unreachable_documents: int | None = None,
-    max_cost_usd: float | None = None,
 ) -> dict[str, Any] | State:
     """Extract every variable of a project from all its documents.
 
@@ -42,12 +54,10 @@ async def full_run(
 
     Args:
         project: Project name or id.
-        mode: ``per_document`` or ``per_variable``; default from the project, else settings.
+        mode: ``per_document`` (one LLM call per document) or ``per_variable``; ``default``:
+            the project's setting, else EXTRACTFLOW_EXTRACTION_MODE.
         model: LLM model; default from the project, else EXTRACTFLOW_LLM_MODEL.
         document_filter: Only documents whose filename matches this glob (e.g. ``2024-*.pdf``).
-        job_id: Run this existing job, or resume an interrupted one (``extractflow run
-            resume``); its documents and prompt versions are the ones it started with.
-        force: Resume ``job_id`` even if it looks like it is still running.
         llm_concurrency: LLM calls in flight in this run's process, and the slots of the
             global limit it asks for. Default: EXTRACTFLOW_LLM_CONCURRENCY.
         documents_per_chunk: Documents per extract task run (and per database write).
@@ -60,12 +70,10 @@ async def full_run(
         max_cost_usd: Budget cap in US dollars: no new LLM call once spent + in flight
             would pass it; the job ends CANCELLED "budget reached". Default: the job's own
             cap (``--max-cost``), else EXTRACTFLOW_MAX_COST_USD.
+        job_id: Advanced — resume this job instead of starting one (what ``extractflow run
+            resume`` and Prefect's Retry do); its documents and prompt versions are the ones
+            it started with. Leave empty to start a new run.
+        force: Advanced — resume ``job_id`` even if it looks like it is still running.
     """
-    params = {"project": project, "mode": mode, "model": model,
-              "filename_glob": document_filter}
-    return await run_job(JobKind.FULL, params, job_id=job_id, force=force,
-                         knobs={"llm_concurrency": llm_concurrency,
-                                "documents_per_chunk": documents_per_chunk,
-                                "chunks_in_flight": chunks_in_flight,
-                                "stop_after_unreachable": stop_after_unreachable_documents,
-                                "max_cost_usd": max_cost_usd})
+    plan, resume, knobs = split_arguments(locals())  # every parameter above, by name
+    return await run_job(JobKind.FULL, plan, **resume, knobs=knobs)

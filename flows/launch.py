@@ -51,17 +51,28 @@ def prefect_server_configured() -> bool:
     return bool(PREFECT_API_URL.value())
 
 
-def run_local(kind: JobKind, project: str, job_id: str, *, force: bool = False) -> Any:
-    """Run the job's flow here, to the end; returns the flow run's final Prefect state."""
+def run_local(kind: JobKind, project: str, job_id: str, *, force: bool = False,
+              parameters: dict[str, Any] | None = None) -> Any:
+    """Run the job's flow here, to the end; returns the flow run's final Prefect state.
+
+    ``parameters`` are the ones the job really runs with (see
+    :func:`extraction.run.report.flow_parameters`): passed in full, the flow run's
+    Parameters tab shows them instead of the flow's defaults.
+    """
     from flows.bootstrap import bootstrap
 
     bootstrap(llm_stack=True)  # before Prefect is imported: no settings re-read needed
-    from flows._run import flow_run_name_for
+    from prefect import tags
+
+    from flows._run import flow_run_name_for, run_tags
     from flows._server import start_embedded_server
 
     start_embedded_server()
-    flow = _flow_for(kind).with_options(flow_run_name=flow_run_name_for(kind, job_id))
-    return asyncio.run(flow(project=project, job_id=job_id, force=force, return_state=True))
+    arguments = {**(parameters or {}), "project": project, "job_id": job_id, "force": force}
+    flow = _flow_for(kind).with_options(
+        flow_run_name=flow_run_name_for(kind, job_id, project))
+    with tags(*run_tags(kind, project, job_id)):
+        return asyncio.run(flow(**arguments, return_state=True))
 
 
 def spawn_local(job_id: str, *, force: bool = False, log_path: Path | None = None
@@ -79,7 +90,8 @@ def spawn_local(job_id: str, *, force: bool = False, log_path: Path | None = Non
     )
 
 
-def trigger_deployment(deployment: str, parameters: dict[str, Any]) -> str:
+def trigger_deployment(deployment: str, parameters: dict[str, Any], *,
+                       flow_run_name: str | None = None, tags: list[str] | None = None) -> str:
     """Create a flow run of ``deployment`` on the Prefect server; returns its id."""
     if not prefect_server_configured():
         raise ConfigError(
@@ -92,7 +104,7 @@ def trigger_deployment(deployment: str, parameters: dict[str, Any]) -> str:
 
     try:
         flow_run = run_deployment(deployment, parameters=parameters, timeout=0,
-                                  as_subflow=False)
+                                  as_subflow=False, flow_run_name=flow_run_name, tags=tags)
     except ObjectNotFound as exc:
         raise ConfigError(
             f"the Prefect server has no deployment '{deployment}'; deploy it with "

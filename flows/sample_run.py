@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from prefect.states import State
 
 from extraction.models import JobKind
 from flows._run import on_flow_cancelled, on_flow_crashed, run_job
 from flows.entry import entry_flow
+from flows.parameters import (
+    ChunkSize,
+    Concurrency,
+    InFlight,
+    JobRef,
+    MaxCost,
+    Mode,
+    ModelName,
+    ProjectRef,
+    SampleSize,
+    Seed,
+    StopAfter,
+    split_arguments,
+)
 
 __all__ = ["sample_run"]
 
@@ -21,19 +35,19 @@ __all__ = ["sample_run"]
     log_prints=False,
 )
 async def sample_run(
-    project: str,
-    n: int = 10,
+    project: ProjectRef,
+    n: SampleSize = 10,
+    seed: Seed = None,
+    mode: Mode = "default",
+    model: ModelName = None,
     document_ids: list[str] | None = None,
-    seed: int | None = None,
-    mode: Literal["per_document", "per_variable"] | None = None,
-    model: str | None = None,
-    job_id: str | None = None,
+    llm_concurrency: Concurrency = None,
+    documents_per_chunk: ChunkSize = None,
+    chunks_in_flight: InFlight = None,
+    stop_after_unreachable_documents: StopAfter = None,
+    max_cost_usd: MaxCost = None,
+    job_id: JobRef = None,
     force: bool = False,
-    llm_concurrency: int | None = None,
-    documents_per_chunk: int | None = None,
-    chunks_in_flight: int | None = None,
-    stop_after_unreachable_documents: int | None = None,
-    max_cost_usd: float | None = None,
 ) -> dict[str, Any] | State:
     """Extract every variable of a project from a sample of its documents.
 
@@ -47,10 +61,9 @@ async def sample_run(
         seed: Seed of the sample (the same seed gives the same documents); one is chosen and
             recorded on the job when omitted.
         mode: ``per_document`` (one LLM call returns every variable) or ``per_variable`` (one
-            call per variable). Default: the project's setting, else EXTRACTFLOW_EXTRACTION_MODE.
+            call per variable); ``default``: the project's setting, else
+            EXTRACTFLOW_EXTRACTION_MODE.
         model: LLM model. Default: the project's setting, else EXTRACTFLOW_LLM_MODEL.
-        job_id: Run this existing job (the CLI creates it first) or resume an interrupted one.
-        force: Resume ``job_id`` even if it looks like it is still running.
         llm_concurrency: LLM calls in flight in this run's process, and the slots of the
             global limit it asks for. Default: EXTRACTFLOW_LLM_CONCURRENCY.
         documents_per_chunk: Documents per extract task run (and per database write).
@@ -63,12 +76,9 @@ async def sample_run(
         max_cost_usd: Budget cap in US dollars: no new LLM call once spent + in flight
             would pass it; the job ends CANCELLED "budget reached". Default: the job's own
             cap (``--max-cost``), else EXTRACTFLOW_MAX_COST_USD.
+        job_id: Advanced — resume this job instead of starting one (what ``extractflow run
+            resume`` and Prefect's Retry do); leave empty to start a new run.
+        force: Advanced — resume ``job_id`` even if it looks like it is still running.
     """
-    params = {"project": project, "n": n, "document_ids": document_ids, "seed": seed,
-              "mode": mode, "model": model}
-    return await run_job(JobKind.SAMPLE, params, job_id=job_id, force=force,
-                         knobs={"llm_concurrency": llm_concurrency,
-                                "documents_per_chunk": documents_per_chunk,
-                                "chunks_in_flight": chunks_in_flight,
-                                "stop_after_unreachable": stop_after_unreachable_documents,
-                                "max_cost_usd": max_cost_usd})
+    plan, resume, knobs = split_arguments(locals())  # every parameter above, by name
+    return await run_job(JobKind.SAMPLE, plan, **resume, knobs=knobs)

@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("extraction.cli.evaluate", "compare_command"),
     "llm": ("extraction.cli.llm", "app"),
     "db": ("extraction.cli.db", "app"),
+    "server": ("extraction.cli.server", "app"),
 }
 
 

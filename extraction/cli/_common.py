@@ -217,7 +217,9 @@ def quiet_prefect_console() -> None:
     """Hide Prefect's console logging for a flow run in this process (``--verbose`` keeps it)."""
     if logging.getLogger().level <= logging.DEBUG:  # --verbose
         return
-    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    from config.logging import set_prefect_console_level
+
+    set_prefect_console_level("CRITICAL")
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, _HideRunLogs) for f in handler.filters):
             handler.addFilter(_HideRunLogs())

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import shutil
 import sys
 import tempfile
@@ -34,12 +33,12 @@ def _hide_run_logs(record: logging.LogRecord) -> bool:
 
 def _run_flow(project: str, options: ExportOptions) -> dict[str, Any]:
     """Run the export-dataset flow here; its failure is reported like any other error."""
-    from config.logging import quiet_prefect_environment
+    from config.logging import quiet_prefect_environment, set_prefect_console_level
 
     quiet_prefect_environment()
     if logging.getLogger().level > logging.DEBUG:  # without --verbose: the error is printed
         # once, by the CLI; the run's logs still reach the Prefect API (and the UI).
-        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+        set_prefect_console_level("CRITICAL")
         for handler in logging.getLogger().handlers:
             handler.addFilter(_hide_run_logs)
     from flows._server import start_embedded_server

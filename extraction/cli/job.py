@@ -195,6 +195,9 @@ def cancel(job: JobArg, json_out: JsonOption = False) -> None:
     prefect_cancelled = False
     if data["flow_run_id"]:
         from flows.launch import cancel_flow_run
+        from flows.local_server import connect
+
+        connect()  # the local server of `extractflow server start`, if it runs
 
         prefect_cancelled = cancel_flow_run(data["flow_run_id"])
     data["flow_run_cancel_requested"] = prefect_cancelled

@@ -138,6 +138,14 @@ def _forget(job_id: str) -> None:
             s.delete(job)
 
 
+def _flow_parameters(job_id: str) -> dict[str, Any]:
+    """The parameters the job runs with, for the flow run (its Parameters tab shows them)."""
+    from extraction.run.report import flow_parameters
+
+    with db_session() as s:
+        return flow_parameters(jobs.get_job(s, job_id))
+
+
 def _run_in_thread(kind: JobKind, project: str, job_id: str, force: bool) -> tuple[
         threading.Thread, dict[str, Any]]:
     from flows.bootstrap import bootstrap
@@ -145,11 +153,13 @@ def _run_in_thread(kind: JobKind, project: str, job_id: str, force: bool) -> tup
 
     quiet_prefect_console()
     bootstrap(llm_stack=True)
+    parameters = _flow_parameters(job_id)
     box: dict[str, Any] = {}
 
     def target() -> None:
         try:
-            box["state"] = run_local(kind, project, job_id, force=force)
+            box["state"] = run_local(kind, project, job_id, force=force,
+                                     parameters=parameters)
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             box["error"] = exc
 
@@ -171,11 +181,34 @@ def _interrupt(job_id: str) -> None:
             jobs.cancel_job(s, job, reason="cancelled with Ctrl-C")
 
 
+def _run_link(job_id: str, flow_run_id: str | None = None, *, wait: float = 0.0
+              ) -> str | None:
+    """The UI page of the job's flow run when a Prefect server is in use (else None); waits
+    up to ``wait`` seconds for a local run to record its flow run."""
+    import os
+    import time
+
+    from flows.local_server import flow_run_url
+
+    if not os.environ.get("PREFECT_API_URL"):
+        return None
+    deadline = time.monotonic() + wait
+    while flow_run_id is None:
+        flow_run_id = read_job(job_id).get("flow_run_id")
+        if flow_run_id or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    return flow_run_url(flow_run_id) if flow_run_id else None
+
+
 def _wait_local(kind: JobKind, project: str, job_id: str, *, force: bool, show: bool
                 ) -> dict[str, Any]:
     with interrupts_raise():
         thread, box = _run_in_thread(kind, project, job_id, force)
         try:
+            link = _run_link(job_id, wait=30.0) if show else None
+            if link:
+                console.print(f"Flow run: {link}", markup=False)
             follow_job(job_id, alive=thread.is_alive, show=show)
             thread.join()
         except KeyboardInterrupt:
@@ -201,13 +234,20 @@ def _launch(kind: JobKind, data: dict[str, Any], *, no_wait: bool, deployment: b
     job_id, project = data["id"], data["project"]
     settings = get_settings()
     if deployment:
+        from flows.local_server import connect
+
+        connect(settings)  # `extractflow server start`'s server, if no PREFECT_API_URL
         from flows.launch import trigger_deployment
 
         name = settings.deployment_sample_run if kind is JobKind.SAMPLE \
             else settings.deployment_full_run
+        from extraction.run.report import run_label, run_tags
+
         try:
             flow_run_id = trigger_deployment(
-                name, {"project": project, "job_id": job_id, "force": force})
+                name, {**_flow_parameters(job_id), "force": force},
+                flow_run_name=run_label(project, kind, job_id),
+                tags=run_tags(kind, project, job_id))
         except Exception:
             if created:  # nothing ran: do not leave a PENDING job behind
                 _forget(job_id)
@@ -216,6 +256,9 @@ def _launch(kind: JobKind, data: dict[str, Any], *, no_wait: bool, deployment: b
             jobs.attach_flow_run(s, jobs.get_job(s, job_id), flow_run_id)
         if not json_out:
             console.print(f"Job {job_id} submitted to deployment {name} (flow run {flow_run_id})")
+            link = _run_link(job_id, flow_run_id)
+            if link:
+                console.print(f"Flow run: {link}", markup=False)
         if no_wait:
             _report(read_job(job_id), json_out, started=True)
             return

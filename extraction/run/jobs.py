@@ -5,8 +5,11 @@ This module is the ONE place that changes a job's status, so the lifecycle
 
     PENDING → PROCESSING → COMPLETE | FAILED | CANCELLED,   PENDING → CANCELLED
 
-holds whoever asks (one exception, :func:`reopen_after_budget`: a job its budget cap stopped
-goes back to PROCESSING when it is resumed with a new cap) (a flow, the CLI, a Prefect hook). Each transition is a compare-and-set
+holds whoever asks (a flow, the CLI, a Prefect hook). Two ways back out of a final
+status exist: :func:`reopen_for_retry`, for the flow run that ran the job being retried
+(Prefect's Retry): it resumes the job, keeping its cells; and :func:`reopen_after_budget`:
+a job its budget cap stopped goes back to PROCESSING when it is resumed with a new cap.
+Each transition is a compare-and-set
 ``UPDATE … WHERE status = <expected>``: a cancel from the CLI racing with a flow that is
 finishing can never be overwritten, the loser gets a :class:`StateError`.
 
@@ -49,6 +52,7 @@ __all__ = [
     "is_stale",
     "list_jobs",
     "reopen_after_budget",
+    "reopen_for_retry",
     "start_job",
     "stopped_by_budget",
     "touch_job",
@@ -259,6 +263,37 @@ def reopen_after_budget(session: Session, job: ProcessingJob) -> ProcessingJob:
     log_event(session, job.id, "job_resumed_after_budget",
               "resumed after its budget cap: cells already written are kept and skipped",
               level=LogLevel.WARNING)
+    return job
+
+
+def reopen_for_retry(session: Session, job: ProcessingJob, *, flow_run_id: str
+                     ) -> ProcessingJob:
+    """FAILED or CANCELLED → PROCESSING, when the flow run that ran the job is retried.
+
+    Only that flow run may do it (Prefect's Retry re-runs the same flow run with its
+    recorded parameters): a new run of a finished job is still refused by the lifecycle.
+    The cells already written are kept; the run extracts the rest, like a resume.
+    """
+    if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED) or \
+            job.flow_run_id != str(flow_run_id):
+        raise StateError(
+            f"job {job.id} is {job.status.value}; only a retry of its own flow run may "
+            "reopen a failed or cancelled job", field="status", instance=str(job.id))
+    before = job.status
+    result = session.execute(
+        update(ProcessingJob)
+        .where(ProcessingJob.id == job.id, ProcessingJob.status == before)
+        .values(status=JobStatus.PROCESSING, finished_at=None, error=None,
+                updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        raise StateError(f"job {job.id} changed while being reopened", field="status",
+                         instance=str(job.id))
+    session.refresh(job)
+    log_event(session, job.id, "job_retried",
+              f"{before.value} job reopened by a retry of flow run {flow_run_id}; the cells "
+              "already extracted are kept", details={"from": before.value})
     return job
 
 

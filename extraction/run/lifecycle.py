@@ -6,7 +6,8 @@ async flow calls them in a worker thread. Status changes go through
 
 * :func:`start_job` — create the job (a deployment or a schedule starts the flow without
   one) or take the given one, open it (PENDING → PROCESSING, or resume a PROCESSING job
-  whose heartbeat stopped), record the flow run on it.
+  whose heartbeat stopped, or reopen a failed or cancelled job when its own flow run is
+  retried in Prefect), record the flow run on it.
 * :func:`load_chunks` — the job's session-free plan and its documents still to extract, in
   chunks.
 * :func:`poll_job`, :func:`job_progress`, :func:`job_status`, :func:`log_event` — what the
@@ -30,7 +31,7 @@ from config.settings import Settings
 from extraction.db import session_scope
 from extraction.errors import ExtractflowError
 from extraction.models import JobKind, JobStatus, LogLevel, ProcessingJob
-from extraction.run import jobs, progress
+from extraction.run import jobs, progress, report
 from extraction.run.plan import (
     RunPlan,
     chunked,
@@ -47,8 +48,13 @@ __all__ = [
     "job_status",
     "load_chunks",
     "log_event",
+    "new_events",
     "note_crash",
+    "plan_line",
     "poll_job",
+    "progress_line",
+    "results_tables",
+    "run_facts",
     "start_job",
 ]
 
@@ -73,8 +79,13 @@ def start_job(kind: JobKind, params: Mapping[str, Any], *, job_id: str | None, f
         if job_id is None:
             job = create_run_job(session, settings, kind=kind, **params)
             job_id = str(job.id)
-        job, resumed = open_job(session, job_id, stale_after=settings.job_stale_seconds,
-                                force=force)
+        existing = jobs.get_job(session, job_id)
+        if flow_run_id and existing.flow_run_id == str(flow_run_id) and \
+                existing.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+            job, resumed = jobs.reopen_for_retry(session, existing, flow_run_id=flow_run_id), True
+        else:
+            job, resumed = open_job(session, job_id, stale_after=settings.job_stale_seconds,
+                                    force=force)
         if job.kind is not kind:
             raise ExtractflowError(f"job {job.id} is a {job.kind.value} job, not {kind.value}")
         jobs.attach_flow_run(session, job, flow_run_id)
@@ -82,6 +93,39 @@ def start_job(kind: JobKind, params: Mapping[str, Any], *, job_id: str | None, f
                        f"{'resumed' if resumed else 'started'} by flow run {flow_run_id}",
                        details={"flow_run_id": flow_run_id})
         return job.id, resumed
+
+
+def run_facts(job_id: uuid.UUID) -> dict[str, Any]:
+    """What the flow needs to name the run and show its parameters: project name, kind, the
+    parameters that really ran (resolved mode and model, the seed drawn, the job id)."""
+    with session_scope() as session:
+        job = jobs.get_job(session, job_id)
+        return {"project": job.project.name, "kind": job.kind,
+                "parameters": report.flow_parameters(job)}
+
+
+def plan_line(job_id: uuid.UUID) -> str:
+    with session_scope() as session:
+        return report.plan_line(session, jobs.get_job(session, job_id))
+
+
+def progress_line(job_id: uuid.UUID) -> str:
+    with session_scope() as session:
+        return report.progress_line(jobs.get_job(session, job_id))
+
+
+def new_events(job_id: uuid.UUID, cursor: report.EventCursor) -> list[tuple[LogLevel, str]]:
+    with session_scope() as session:
+        return report.new_events(session, job_id, cursor)
+
+
+def results_tables(job_id: uuid.UUID, *, documents: int
+                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], float]:
+    """The preview rows, the failed rows and the final progress of a finished job."""
+    with session_scope() as session:
+        job = jobs.get_job(session, job_id)
+        return (report.preview_rows(session, job, documents=documents),
+                report.failed_rows(session, job), float(job.progress or 0.0))
 
 
 def load_chunks(job_id: uuid.UUID, chunk_size: int) -> tuple[RunPlan, list[list[uuid.UUID]]]:

@@ -7,6 +7,7 @@ also publishes :func:`summary_markdown` as a Prefect artifact.
 
 from __future__ import annotations
 
+import shlex
 import uuid
 from typing import Any, Literal
 
@@ -190,8 +191,12 @@ def summary_markdown(job: ProcessingJob) -> str:
     cap = (job.parameters or {}).get("max_cost_usd")
     if cap is not None:
         cost += f" · cap ${float(cap):.4f}"
+    versions = ", ".join(f"{v['variable']} v{v['prompt_version']}"
+                         for v in (job.prompt_snapshot or {}).get("variables", []))
     lines = [
-        f"## Job `{job.id}` — {job.status.value}",
+        f"## {job.project.name} · {job.kind.value.lower()} job `{job.id}` — {job.status.value}",
+        "",
+        f"Prompt versions: {versions or '–'}",
         "",
         (f"{job.documents_total} documents: {job.documents_completed} completed, "
          f"{job.documents_failed} failed · mode {job.mode} · model `{job.model}` · "
@@ -213,5 +218,7 @@ def summary_markdown(job: ProcessingJob) -> str:
             f"| {v['tokens_in']} | {v['tokens_out']} | {v['reused']} |"
         )
     review = f"extractflow review html {job.id} -o review-{str(job.id)[:8]}.html"
-    lines += ["", f"Review every value beside its evidence: `{review}`"]
+    export = f"extractflow export {shlex.quote(job.project.name)} --job {str(job.id)[:8]}"
+    lines += ["", f"Results: `extractflow job results {str(job.id)[:8]}` · export: `{export}`",
+              "", f"Review every value beside its evidence: `{review}`"]
     return "\n".join(lines) + "\n"

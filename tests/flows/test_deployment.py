@@ -3,8 +3,9 @@
 A real ``prefect server start`` (temporary PREFECT_HOME, offline), a process work pool,
 ``prefect deploy --all`` from this checkout's prefect.yaml, and ``prefect worker start``; then
 ``extractflow run sample … --deployment`` triggers the deployed flow and follows the job to
-COMPLETE, and a full run cancelled from Prefect's side is killed by the worker and its job
-ends CANCELLED through the flow's cancellation hook.
+COMPLETE (the flow run shows the parameters that ran and our log lines), and a full run
+cancelled from Prefect's side stops cleanly on the worker's SIGTERM: its job ends CANCELLED
+with its summary, no error-level log line, and Prefect's Retry of that run resumes the job.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -114,6 +116,31 @@ def worker(prefect_server: dict[str, str], db_url: str, tmp_path: Path,
             log.close()
 
 
+def _read_run(flow_run_id: str) -> tuple[Any, list[Any], list[Any]]:
+    """A flow run, its log lines and its artifacts, from the server's API."""
+    import asyncio
+    import uuid
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+
+    async def read() -> tuple[Any, list[Any], list[Any]]:
+        async with get_client() as client:
+            run = await client.read_flow_run(uuid.UUID(flow_run_id))
+            logs = await client.read_logs(log_filter=LogFilter(
+                flow_run_id=LogFilterFlowRunId(any_=[uuid.UUID(flow_run_id)])))
+            artifacts = await client.read_artifacts(artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[uuid.UUID(flow_run_id)])))
+            return run, logs, artifacts
+
+    return asyncio.run(read())
+
+
 def _api_settings(env: dict[str, str]):  # type: ignore[no-untyped-def]
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -139,19 +166,21 @@ def test_sample_deployment_runs_on_a_worker_to_complete(
 
         from prefect.client.orchestration import get_client
 
-        async def read() -> tuple[str, list[str], str]:
-            async with get_client() as client:
-                run = await client.read_flow_run(uuid.UUID(job["flow_run_id"]))
-                return run.name, run.tags, run.state.type.value
-
         deadline = time.monotonic() + 30  # the job is COMPLETE a moment before its flow run
         while True:
-            name, tags, state = asyncio.run(read())
-            if state == "COMPLETED" or time.monotonic() > deadline:
+            run, logs, _ = _read_run(job["flow_run_id"])
+            state = run.state.type.value
+            done = any(log.message.startswith("job_finished") for log in logs)
+            if state == "COMPLETED" and done or time.monotonic() > deadline:
                 break
             time.sleep(0.3)
-    assert name == f"sample-{job['id'][:8]}"
-    assert f"job:{job['id']}" in tags and state == "COMPLETED"
+    assert run.name == f"trials/sample-{job['id'][:8]}" and state == "COMPLETED"
+    assert {f"job:{job['id']}", "project:trials", "kind:sample"} <= set(run.tags)
+    # the deployment's default is n=10: the run shows the 3 that ran
+    assert run.parameters["n"] == 3 and run.parameters["job_id"] == job["id"]
+    lines = [log.message for log in logs]
+    assert any(m.startswith("plan: a sample of 3") for m in lines), lines
+    assert any(m.startswith("progress: 3/3 documents") for m in lines), lines
 
 
 def test_cancelling_the_flow_run_in_prefect_cancels_the_job(
@@ -200,3 +229,46 @@ def test_cancelling_the_flow_run_in_prefect_cancels_the_job(
     with db.session_scope(db_url) as s:
         job = jobs.get_job(s, job_id)
         assert job.documents_completed < 40 and job.error == "flow run cancelled in Prefect"
+        done_at_cancel, progress_at_cancel = job.documents_completed, job.progress
+        assert job.summary  # written by the run itself, not only the hook
+    with _api_settings(prefect_server):
+        deadline = time.monotonic() + 30
+        while True:
+            run, logs, artifacts = _read_run(flow_run_id)
+            if run.state.type.value == "CANCELLED" and any(
+                    log.message.startswith("job_finished") for log in logs) \
+                    or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert run.state.type.value == "CANCELLED", run.state
+        # a clean stop: no error-level line, no crash, no traceback
+        assert [log.message for log in logs if log.level >= 40] == []
+        text = "\n".join(log.message for log in logs)
+        assert "Crash detected" not in text and "Traceback" not in text
+        assert any(m.startswith("job_finished: CANCELLED") for m in text.splitlines())
+        by_key = {a.key: a for a in artifacts}
+        assert "CANCELLED" in by_key[f"job-{job_id[:8]}-summary"].data
+        assert by_key[f"job-{job_id[:8]}-progress"].data == progress_at_cancel
+
+        # Retry in the UI: the same flow run is scheduled again; it resumes the job
+        from prefect.states import AwaitingRetry
+
+        async def retry() -> None:
+            async with get_client() as client:
+                await client.set_flow_run_state(uuid.UUID(flow_run_id),
+                                                AwaitingRetry(message="Retry from the UI"),
+                                                force=True)
+
+        calls_before = worker.total_requests
+        worker.latency = 0.0
+        asyncio.run(retry())
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with db.session_scope(db_url) as s:
+                job = jobs.get_job(s, job_id)
+                if job.status is JobStatus.COMPLETE:
+                    break
+            time.sleep(0.5)
+    assert job.status is JobStatus.COMPLETE and job.documents_completed == 40
+    # cells done before the cancel are kept, not asked again
+    assert worker.total_requests - calls_before <= 40 - done_at_cancel

@@ -94,10 +94,17 @@ def test_sample_run_of_ten_documents(db_url: str, llm: FakeLLMServer) -> None:
     assert [v["variable"] for v in summary][:2] == ["sponsor", "phase"]
     assert summary[0]["fill_rate"] == 1.0 and summary[0]["mean_confidence"] > 0
     run = _flow_run(result["flow_run_id"])
-    assert run.name == f"sample-{result['id'][:8]}"
-    assert f"job:{result['id']}" in run.tags
-    kinds = {a.type for a in _artifacts(result["flow_run_id"])}
-    assert {"progress", "markdown"} <= kinds
+    assert run.name == f"trials/sample-{result['id'][:8]}"
+    assert {f"job:{result['id']}", "project:trials", "kind:sample"} <= set(run.tags)
+    # the Parameters tab shows what ran: the resolved mode and model, the job it worked on
+    assert run.parameters["mode"] == "per_document" and run.parameters["model"] == "fake-model"
+    assert run.parameters["seed"] == 3 and run.parameters["job_id"] == result["id"]
+    artifacts = {a.key: a for a in _artifacts(result["flow_run_id"])}
+    short = result["id"][:8]
+    assert artifacts[f"job-{short}-progress"].data == 100.0
+    assert "trials" in artifacts[f"job-{short}-summary"].data
+    preview = artifacts[f"job-{short}-preview"]
+    assert preview.type == "table" and "confidence" in preview.data
     again = asyncio.run(sample_run(project="trials", n=10, seed=3))
     assert sorted(again["summary"]["variables"][0].items()) != [] and llm.total_requests == 10
     assert again["cells_reused"] == 50 and again["llm_calls"] == 0
@@ -338,4 +345,6 @@ def test_tuning_knobs_are_flow_parameters_that_override_the_settings(
                     if n.startswith("extract-chunk")]
     assert extract_runs == ["extract-chunk-0", "extract-chunk-1", "extract-chunk-2"]
     bad = asyncio.run(full_run(project="trials", chunks_in_flight=0, return_state=True))
-    assert bad.is_failed() and "chunks_in_flight must be at least 1" in bad.message
+    # the bound is part of the parameter's type: Prefect refuses the run before it starts
+    assert bad.is_failed() and "chunks_in_flight" in bad.message
+    assert "greater than or equal to 1" in bad.message

@@ -82,3 +82,19 @@ def test_stale_means_no_heartbeat_for_a_while(session: Session, new_job: NewJob)
     session.commit()
     session.refresh(job)
     assert not jobs.is_stale(job, after_seconds=60)
+
+
+def test_only_a_retry_of_its_own_flow_run_reopens_a_cancelled_job(
+    session: Session, new_job: NewJob
+) -> None:
+    job = jobs.start_job(session, new_job(session))
+    jobs.attach_flow_run(session, job, "run-1")
+    job = jobs.cancel_job(session, job, reason="flow run cancelled in Prefect")
+    with pytest.raises(StateError, match="only a retry of its own flow run"):
+        jobs.reopen_for_retry(session, job, flow_run_id="another-run")
+    job = jobs.reopen_for_retry(session, job, flow_run_id="run-1")
+    assert job.status is JobStatus.PROCESSING and job.error is None and job.finished_at is None
+    assert "job_retried" in [e.event for e in progress.job_logs(session, job)]
+    job = jobs.finish_job(session, job)
+    with pytest.raises(StateError):  # a COMPLETE job is never reopened
+        jobs.reopen_for_retry(session, job, flow_run_id="run-1")
