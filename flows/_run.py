@@ -37,10 +37,9 @@ from prefect.states import Cancelled, Failed, State
 from config.settings import Settings, get_settings
 from extraction.db import session_scope
 from extraction.errors import ExtractflowError, FatalRunError
-from extraction.llm.limits import combine
 from extraction.models import JobKind, JobStatus, LogLevel
 from extraction.run import lifecycle, preload
-from extraction.run.assembly import RunOptions, build_engine, run_slots
+from extraction.run.assembly import RunOptions, build_engine, call_limiter, run_slots
 from extraction.run.runner import ChunkOutcome
 from extraction.run.scheduler import run_extract_stage
 from extraction.run.watch import watch_job
@@ -114,7 +113,8 @@ async def _extract_stage(job_id: uuid.UUID, options: RunOptions, settings: Setti
     sizes = await ensure_limits(settings)
     name = settings.global_concurrency_limit_name
     slots = run_slots(options.llm_concurrency, sizes["concurrency"], limit_name=name)
-    limiter = combine(process_limiter(options.llm_concurrency), rate_bucket(settings))
+    process = process_limiter(options.llm_concurrency)
+    limiter = call_limiter(slots, process, rate_bucket(settings))
 
     def waiting(holders: str) -> None:
         lifecycle.log_event(
