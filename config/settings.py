@@ -141,6 +141,12 @@ class Settings(BaseSettings):
         "needs --allow-large.")
     deployment_sample_run: str = "sample-run/sample-run"
     deployment_full_run: str = "full-run/full-run"
+    # Sharded full runs: each shard is a flow run of this deployment, on any worker
+    deployment_full_run_shard: str = "full-run-shard/full-run-shard"
+    shard_attempts: int = Field(default=3, ge=1, description="Attempts of a shard that "
+                                "crashes or fails before the sharded job fails.")
+    shard_poll_seconds: float = Field(default=2.0, gt=0, description="How often the parent "
+                                      "of a sharded run checks its shards.")
     max_file_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
 
     # Evaluation against gold data (`extractflow evaluate`); the report states these values

@@ -25,7 +25,7 @@ import contextlib
 import functools
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
@@ -105,9 +105,10 @@ async def _watch(job_id: uuid.UUID, flow_run_id: str | None, stop: asyncio.Event
 
 
 async def _extract_stage(job_id: uuid.UUID, options: RunOptions, settings: Settings,
-                         stop: asyncio.Event, *, resumed: bool) -> ChunkOutcome:
-    plan, chunks = await asyncio.to_thread(lifecycle.load_chunks, job_id,
-                                           options.documents_per_chunk)
+                         stop: asyncio.Event, *, resumed: bool, shard: int | None = None
+                         ) -> ChunkOutcome:
+    plan, chunks = await asyncio.to_thread(functools.partial(
+        lifecycle.load_chunks, job_id, options.documents_per_chunk, shard=shard))
     if not chunks:
         return ChunkOutcome()
     sizes = await ensure_limits(settings)
@@ -122,6 +123,19 @@ async def _extract_stage(job_id: uuid.UUID, options: RunOptions, settings: Setti
             f"waiting for {slots} slots of the global limit '{name}' ({holders})",
             level=LogLevel.WARNING)
 
+    return await run_extract_stage(
+        plan, chunks, options=options, slots=slots,
+        lease=slot_lease(settings, slots,
+                         on_wait=lambda holders: asyncio.to_thread(waiting, holders),
+                         job_id=job_id, flow_run_id=runtime_flow_run.id, stop=stop),
+        build=functools.partial(build_engine, settings, plan, limiter),
+        session_factory=session_scope, stop=stop, resumed=resumed, run_chunk=extract,
+        on_progress=_progress_reporter(job_id) if shard is None else None,
+    )
+
+
+def _progress_reporter(job_id: uuid.UUID) -> Callable[[], Awaitable[None]]:
+    """Publishes the job's progress (read from the database) as a Prefect progress artifact."""
     artifact: dict[str, Any] = {}
 
     async def report_progress() -> None:
@@ -134,15 +148,32 @@ async def _extract_stage(job_id: uuid.UUID, options: RunOptions, settings: Setti
             description=f"Documents processed by job {job_id}",
         )
 
-    return await run_extract_stage(
-        plan, chunks, options=options, slots=slots,
-        lease=slot_lease(settings, slots,
-                         on_wait=lambda holders: asyncio.to_thread(waiting, holders),
-                         job_id=job_id, flow_run_id=runtime_flow_run.id, stop=stop),
-        build=functools.partial(build_engine, settings, plan, limiter),
-        session_factory=session_scope, stop=stop, resumed=resumed, run_chunk=extract,
-        on_progress=report_progress,
-    )
+    return report_progress
+
+
+async def _sharded_or_here(job_id: uuid.UUID, options: RunOptions, settings: Settings,
+                           stop: asyncio.Event, *, resumed: bool,
+                           sharding: tuple[int | None, int | None] | None,
+                           knobs: Mapping[str, int | None]) -> str | None:
+    """The extract stage over shards on the work pool when asked and possible, else here.
+
+    Returns ``cancelled`` when the shards were cancelled, else None.
+    """
+    from flows._shards import run_shards, sharding_available
+
+    if sharding is not None:
+        why_not = await sharding_available(settings)
+        if why_not is None:
+            result = await run_shards(job_id, settings, stop, shard_count=sharding[0],
+                                      shard_size=sharding[1], knobs=knobs,
+                                      on_progress=_progress_reporter(job_id))
+            return "cancelled" if result == "cancelled" else None
+        note = f"shards were asked for, but {why_not}: the whole run goes on in this process"
+        _run_logger().warning(note)
+        await asyncio.to_thread(functools.partial(
+            lifecycle.log_event, job_id, "shards_unavailable", note, level=LogLevel.WARNING))
+    await _extract_stage(job_id, options, settings, stop, resumed=resumed)
+    return None
 
 
 async def run_job(
@@ -152,12 +183,16 @@ async def run_job(
     job_id: str | None = None,
     force: bool = False,
     knobs: Mapping[str, int | None] | None = None,
+    shards: int | None = None,
+    shard_size: int | None = None,
 ) -> dict[str, Any] | State:
     """Run a sample or full job end to end; returns the job as a dict, or a final state.
 
     ``knobs`` are the flow's tuning parameters (:class:`~extraction.run.assembly.RunOptions`;
-    None → settings). Returns a ``Cancelled`` state when the job was cancelled and a
-    ``Failed`` state (with the reason) when it could not proceed, so the flow run ends in the
+    None → settings). ``shards`` / ``shard_size`` split a full run into child flow runs of
+    the shard deployment (:mod:`flows._shards`); a job created with them, or resumed with
+    its shards stored, is sharded too. Returns a ``Cancelled`` state when the job was
+    cancelled and a ``Failed`` state (with the reason) when it could not proceed, so the flow run ends in the
     matching Prefect state.
     """
     preload.start()  # a deployment's run enters here without a bootstrap (flows/bootstrap.py)
@@ -183,8 +218,12 @@ async def run_job(
     try:
         await parse(job_uuid)
         await prompt(job_uuid)
-        await _extract_stage(job_uuid, options, settings, stop, resumed=resumed)
-        if stop.is_set():
+        sharding = await asyncio.to_thread(_sharding, job_uuid, shards, shard_size)
+        ended = await _sharded_or_here(job_uuid, options, settings, stop, resumed=resumed,
+                                       sharding=sharding, knobs=knobs or {})
+        if ended == "cancelled" and not stop.is_set():
+            outcome, reason = "cancelled", "a shard of the job was cancelled"
+        elif stop.is_set():
             outcome, reason = "cancelled", why.get("reason", "cancelled")
     except FatalRunError as exc:
         outcome, reason = "failed", exc.reason
@@ -208,6 +247,14 @@ async def run_job(
     if job["status"] == JobStatus.FAILED.value:
         return Failed(message=f"job {job_uuid} failed: {job.get('error')}", data=job)
     return job
+
+
+def _sharding(job_id: uuid.UUID, shards: int | None, shard_size: int | None
+              ) -> tuple[int | None, int | None] | None:
+    from extraction.run.shards import requested
+
+    with session_scope() as session:
+        return requested(session, job_id, shards=shards, shard_size=shard_size)
 
 
 # ---------------------------------------------------------------- Prefect state hooks

@@ -31,6 +31,8 @@ async def full_run(
     documents_per_chunk: int | None = None,
     chunks_in_flight: int | None = None,
     stop_after_unreachable_documents: int | None = None,
+    shards: int | None = None,
+    shard_size: int | None = None,
 ) -> dict[str, Any] | State:
     """Extract every variable of a project from all its documents.
 
@@ -56,6 +58,11 @@ async def full_run(
         stop_after_unreachable_documents: Fail the run when this many documents in a row
             could not reach the LLM server; 0 never. Default:
             EXTRACTFLOW_STOP_AFTER_UNREACHABLE_DOCUMENTS.
+        shards: Split the documents left into this many shards, each a child flow run of
+            the ``full-run-shard`` deployment that any worker of its pool takes; the job
+            stays one job with one summary. Without a Prefect server and that deployment
+            the run goes on in this process (the job's log says so).
+        shard_size: Instead of ``shards``: this many documents per shard.
     """
     params = {"project": project, "mode": mode, "model": model,
               "filename_glob": document_filter}
@@ -63,4 +70,5 @@ async def full_run(
                          knobs={"llm_concurrency": llm_concurrency,
                                 "documents_per_chunk": documents_per_chunk,
                                 "chunks_in_flight": chunks_in_flight,
-                                "stop_after_unreachable": stop_after_unreachable_documents})
+                                "stop_after_unreachable": stop_after_unreachable_documents},
+                         shards=shards, shard_size=shard_size)

@@ -308,6 +308,23 @@ def test_calls_in_flight_never_exceed_the_slots_held_when_the_limit_is_smaller(
     assert llm.max_in_flight == 3
 
 
+def test_shards_without_a_work_pool_run_in_this_process_and_say_so(
+    db_url: str, llm: FakeLLMServer
+) -> None:
+    # The test harness is a Prefect server without the full-run-shard deployment.
+    _project(db_url, 6)
+    from flows.full_run import full_run
+
+    result = asyncio.run(full_run(project="trials", shards=3))
+    assert result["status"] == "COMPLETE" and result["documents_completed"] == 6
+    assert _row_count(db_url, result["id"]) == 6 * 5
+    with db.session_scope(db_url) as s:
+        logs = progress.job_logs(s, jobs.get_job(s, result["id"]))
+    note = next(e for e in logs if e.event == "shards_unavailable")
+    assert "no deployment 'full-run-shard/full-run-shard'" in note.message
+    assert "in this process" in note.message
+
+
 def test_bad_credentials_fail_the_job_with_the_reason(
     db_url: str, llm: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
