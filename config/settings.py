@@ -143,6 +143,7 @@ class Settings(BaseSettings):
     deployment_full_run: str = "full-run/full-run"
     # Sharded full runs: each shard is a flow run of this deployment, on any worker
     deployment_full_run_shard: str = "full-run-shard/full-run-shard"
+    deployment_ingest: str = "ingest/ingest"
     shard_attempts: int = Field(default=3, ge=1, description="Attempts of a shard that "
                                 "crashes or fails before the sharded job fails.")
     shard_poll_seconds: float = Field(default=2.0, gt=0, description="How often the parent "

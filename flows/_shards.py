@@ -139,14 +139,12 @@ async def run_shards(job_id: uuid.UUID, settings: Settings, stop: asyncio.Event,
                     await client.set_flow_run_state(uuid.UUID(run_id), Crashed(
                         message="no heartbeat from the shard: its worker is gone"), force=True)
             for index in decision.start:
-                attempt = next(v.attempts for v in views if v.index == index) + 1
                 run = await arun_deployment(
                     settings.deployment_full_run_shard,
                     parameters={"job_id": str(job_id), "shard": index, **parameters},
                     timeout=0, as_subflow=True,
                     flow_run_name=f"full-{str(job_id)[:8]}-shard-{index}",
                     tags=[f"job:{job_id}", "extractflow", f"shard:{index}"],
-                    idempotency_key=f"{job_id}-shard-{index}-{attempt}",
                 )
                 await _in_db(shards.record_start, job_id, index, str(run.id))
             if on_progress is not None:

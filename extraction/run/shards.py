@@ -113,10 +113,16 @@ def requested(session: Session, job_id: uuid.UUID, *, shards: int | None = None,
 
 def plan_shards(session: Session, job_id: uuid.UUID, *, shards: int | None = None,
                 shard_size: int | None = None) -> list[JobShard]:
-    """The job's shards: the stored ones, else its pending documents split and stored now."""
+    """The job's shards: the stored ones (a resume), else its pending documents split and
+    stored now."""
     existing = list(session.scalars(
         select(JobShard).where(JobShard.job_id == job_id).order_by(JobShard.index)))
     if existing:
+        # A resumed job: same assignment, and each shard gets its attempts afresh (they are
+        # counted per run of the parent; the job log keeps every earlier attempt).
+        for row in existing:
+            row.attempts = 0
+        session.flush()
         return existing
     job = jobs.get_job(session, job_id)
     todo = pending_documents(session, load_plan(session, job))

@@ -191,3 +191,49 @@ def test_a_sharded_run_on_two_workers_survives_a_killed_worker(
     retried = [i for i, _, attempts in _shards(db_url) if attempts > 1]
     assert retried, "the killed worker's shards were not started again"
     assert llm.max_in_flight <= LIMIT
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_an_ingest_in_shards_on_two_workers_stores_each_content_once(
+    prefect_server: dict[str, str], db_url: str, tmp_path: Path
+) -> None:
+    from extraction import codebook
+    from extraction.models import Document
+
+    with db.session_scope(db_url) as s:
+        codebook.create_project(s, {"name": "corpus"})
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for i in range(12):  # a-files in the first shards, their copies (b-files) in the last
+        (folder / f"a{i:02}.txt").write_text(f"Trial {i} enrolled {10 + i} patients.")
+        (folder / f"b{i:02}.txt").write_text(f"Trial {i} enrolled {10 + i} patients.")
+    env = _env(prefect_server)
+    workers = Workers(env, tmp_path)
+    workers.start("a")
+    workers.start("b")
+    try:
+        added = subprocess.run(
+            [sys.executable, "-m", "extraction", "docs", "add", "corpus", str(folder),
+             "--shards", "3", "--chunk-size", "4", "--json"],
+            env=env, cwd=ROOT, capture_output=True, timeout=300, check=False)
+    finally:
+        workers.stop_all()
+    assert added.returncode == 0, added.stderr.decode()[-3000:]
+    summary = json.loads(added.stdout[added.stdout.index(b"{"):])
+    assert (summary["files_seen"], summary["files_done"], summary["added"],
+            summary["duplicates"]) == (24, 24, 12, 12)
+    with db.session_scope(db_url) as s:
+        hashes = list(s.scalars(select(Document.content_hash)))
+    assert len(hashes) == len(set(hashes)) == 12  # one document per content
+
+    from prefect.client.orchestration import get_client
+
+    async def shard_runs() -> list[str]:
+        async with get_client() as client:
+            runs = await client.read_flow_runs(limit=200)
+            return [r.state.type.value for r in runs
+                    if r.parameters.get("shard") is not None and "paths" in r.parameters]
+
+    with _api_settings(env):
+        states = asyncio.run(shard_runs())
+    assert states == ["COMPLETED"] * 3

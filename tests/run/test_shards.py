@@ -80,6 +80,8 @@ def test_the_plan_is_stored_once_and_a_shard_lists_only_its_documents_left(
         assert view.heartbeat_at is not None
         with pytest.raises(ValidationError):
             shards.shard_pending(s, job_id, 7)
+    with db.session_scope(db_url) as s:  # a resumed parent: the attempts start again
+        assert [r.attempts for r in shards.plan_shards(s, job_id)] == [0, 0, 0]
 
 
 def test_a_job_without_shards_runs_in_one_piece(db_url: str) -> None:
