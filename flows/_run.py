@@ -192,8 +192,8 @@ async def run_job(
     None → settings). ``shards`` / ``shard_size`` split a full run into child flow runs of
     the shard deployment (:mod:`flows._shards`); a job created with them, or resumed with
     its shards stored, is sharded too. Returns a ``Cancelled`` state when the job was
-    cancelled and a ``Failed`` state (with the reason) when it could not proceed, so the flow run ends in the
-    matching Prefect state.
+    cancelled and a ``Failed`` state (with the reason) when it could not proceed, so the flow
+    run ends in the matching Prefect state.
     """
     preload.start()  # a deployment's run enters here without a bootstrap (flows/bootstrap.py)
     settings = get_settings()
