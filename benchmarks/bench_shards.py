@@ -188,7 +188,8 @@ def main() -> None:
                     llm.reset()
                     env.update({
                         "EXTRACTFLOW_DATABASE_URL": url, "EXTRACTFLOW_LLM_BASE_URL": llm.base_url,
-                        "EXTRACTFLOW_LLM_API_KEY": "sk-bench", "EXTRACTFLOW_LLM_MODEL": "fake-model",
+                        "EXTRACTFLOW_LLM_API_KEY": "sk-bench",
+                        "EXTRACTFLOW_LLM_MODEL": "fake-model",
                         "EXTRACTFLOW_LLM_CONCURRENCY": str(concurrency),
                         "EXTRACTFLOW_GLOBAL_CONCURRENCY_LIMIT": str(2 * concurrency),
                         "EXTRACTFLOW_GLOBAL_CONCURRENCY_LIMIT_NAME":
