@@ -182,6 +182,13 @@ class Settings(BaseSettings):
         default=4200, ge=1, le=65535,
         description="Port of the local Prefect server of `extractflow server start` (UI and "
         "API on 127.0.0.1).")
+    # Sharded full runs: each shard is a flow run of this deployment, on any worker
+    deployment_full_run_shard: str = "full-run-shard/full-run-shard"
+    deployment_ingest: str = "ingest/ingest"
+    shard_attempts: int = Field(default=3, ge=1, description="Attempts of a shard that "
+                                "crashes or fails before the sharded job fails.")
+    shard_poll_seconds: float = Field(default=2.0, gt=0, description="How often the parent "
+                                      "of a sharded run checks its shards.")
     max_file_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
 
     # Evaluation against gold data (`extractflow evaluate`); the report states these values

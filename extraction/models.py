@@ -49,6 +49,7 @@ __all__ = [
     "Extraction",
     "ExtractionFeedback",
     "ProcessingLog",
+    "JobShard",
     "utcnow",
 ]
 
@@ -446,3 +447,26 @@ class ProcessingLog(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     job: Mapped[ProcessingJob] = relationship(back_populates="logs")
+
+
+class JobShard(TimestampMixin, Base):
+    """One shard of a sharded full run: its documents, its current flow run, its attempts.
+
+    The assignment is stored so any worker can run any shard and a retried or resumed shard
+    works on the same documents; the shard's cells are rows of the job like any other.
+    """
+
+    __tablename__ = "job_shards"
+    __table_args__ = (UniqueConstraint("job_id", "index"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("processing_jobs.id", ondelete="CASCADE"), index=True
+    )
+    index: Mapped[int] = mapped_column(Integer)
+    document_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    flow_run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True),
+                                                          nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)

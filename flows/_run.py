@@ -35,7 +35,7 @@ import logging
 import signal
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from prefect.artifacts import (
@@ -51,10 +51,9 @@ from prefect.states import Cancelled, Failed, State
 from config.settings import Settings, get_settings
 from extraction.db import session_scope
 from extraction.errors import ExtractflowError, FatalRunError
-from extraction.llm.limits import combine
 from extraction.models import JobKind, JobStatus, LogLevel
 from extraction.run import lifecycle, preload, report
-from extraction.run.assembly import RunOptions, build_engine, run_slots
+from extraction.run.assembly import RunOptions, build_engine, call_limiter, run_slots
 from extraction.run.runner import ChunkOutcome
 from extraction.run.scheduler import run_extract_stage
 from extraction.run.watch import watch_job
@@ -218,27 +217,26 @@ async def _publish_results(job_id: uuid.UUID, artifact: dict[str, Any]) -> None:
 
 
 async def _extract_stage(job_id: uuid.UUID, options: RunOptions, settings: Settings,
-                         stop: asyncio.Event, *, resumed: bool, artifact: dict[str, Any],
-                         cursor: report.EventCursor) -> ChunkOutcome:
-    plan, chunks = await asyncio.to_thread(lifecycle.load_chunks, job_id,
-                                           options.documents_per_chunk)
+                         stop: asyncio.Event, *, resumed: bool,
+                         artifact: dict[str, Any] | None = None,
+                         cursor: report.EventCursor | None = None,
+                         shard: int | None = None) -> ChunkOutcome:
+    """The extract stage in this process: the job's documents left (of one ``shard``)."""
+    plan, chunks = await asyncio.to_thread(functools.partial(
+        lifecycle.load_chunks, job_id, options.documents_per_chunk, shard=shard))
     if not chunks:
         return ChunkOutcome()
     sizes = await ensure_limits(settings)
     name = settings.global_concurrency_limit_name
     slots = run_slots(options.llm_concurrency, sizes["concurrency"], limit_name=name)
-    limiter = combine(process_limiter(options.llm_concurrency), rate_bucket(settings))
+    process = process_limiter(options.llm_concurrency)
+    limiter = call_limiter(slots, process, rate_bucket(settings))
 
     def waiting(holders: str) -> None:
         lifecycle.log_event(
             job_id, "waiting_for_slots",
             f"waiting for {slots} slots of the global limit '{name}' ({holders})",
             level=LogLevel.WARNING)
-
-    async def report_progress() -> None:
-        await _publish_progress(job_id, artifact)
-        _run_logger().info(await asyncio.to_thread(lifecycle.progress_line, job_id))
-        await _relay(job_id, cursor)
 
     return await run_extract_stage(
         plan, chunks, options=options, slots=slots,
@@ -247,8 +245,53 @@ async def _extract_stage(job_id: uuid.UUID, options: RunOptions, settings: Setti
                          job_id=job_id, flow_run_id=runtime_flow_run.id, stop=stop),
         build=functools.partial(build_engine, settings, plan, limiter),
         session_factory=session_scope, stop=stop, resumed=resumed, run_chunk=extract,
-        on_progress=report_progress, settings=settings,
+        on_progress=(_progress_reporter(job_id, artifact, cursor)
+                     if shard is None and artifact is not None and cursor is not None
+                     else None),
+        settings=settings,
     )
+
+
+def _progress_reporter(job_id: uuid.UUID, artifact: dict[str, Any],
+                       cursor: report.EventCursor) -> Callable[[], Awaitable[None]]:
+    """Publishes the job's progress (read from the database) as a Prefect progress artifact,
+    a progress line and the job's new log events in the flow run's logs."""
+
+    async def report_progress() -> None:
+        await _publish_progress(job_id, artifact)
+        _run_logger().info(await asyncio.to_thread(lifecycle.progress_line, job_id))
+        await _relay(job_id, cursor)
+
+    return report_progress
+
+
+async def _sharded_or_here(job_id: uuid.UUID, options: RunOptions, settings: Settings,
+                           stop: asyncio.Event, *, resumed: bool,
+                           sharding: tuple[int | None, int | None] | None,
+                           knobs: Mapping[str, int | float | None],
+                           artifact: dict[str, Any], cursor: report.EventCursor
+                           ) -> tuple[str | None, ChunkOutcome]:
+    """The extract stage over shards on the work pool when asked and possible, else here.
+
+    Returns ``cancelled`` when the shards were cancelled (else None), and the in-process
+    outcome (empty for a sharded run).
+    """
+    from flows._shards import run_shards, sharding_available
+
+    if sharding is not None:
+        why_not = await sharding_available(settings)
+        if why_not is None:
+            result = await run_shards(job_id, settings, stop, shard_count=sharding[0],
+                                      shard_size=sharding[1], knobs=knobs,
+                                      on_progress=_progress_reporter(job_id, artifact, cursor))
+            return ("cancelled" if result == "cancelled" else None), ChunkOutcome()
+        note = f"shards were asked for, but {why_not}: the whole run goes on in this process"
+        _run_logger().warning(note)
+        await asyncio.to_thread(functools.partial(
+            lifecycle.log_event, job_id, "shards_unavailable", note, level=LogLevel.WARNING))
+    total = await _extract_stage(job_id, options, settings, stop, resumed=resumed,
+                                 artifact=artifact, cursor=cursor)
+    return None, total
 
 
 async def run_job(
@@ -258,13 +301,17 @@ async def run_job(
     job_id: str | None = None,
     force: bool = False,
     knobs: Mapping[str, int | float | None] | None = None,
+    shards: int | None = None,
+    shard_size: int | None = None,
 ) -> dict[str, Any] | State:
     """Run a sample or full job end to end; returns the job as a dict, or a final state.
 
     ``knobs`` are the flow's tuning parameters (:class:`~extraction.run.assembly.RunOptions`;
-    None → settings). Returns a ``Cancelled`` state when the job was cancelled and a
-    ``Failed`` state (with the reason) when it could not proceed, so the flow run ends in the
-    matching Prefect state.
+    None → settings). ``shards`` / ``shard_size`` split a full run into child flow runs of
+    the shard deployment (:mod:`flows._shards`); a job created with them, or resumed with
+    its shards stored, is sharded too. Returns a ``Cancelled`` state when the job was
+    cancelled and a ``Failed`` state (with the reason) when it could not proceed, so the flow
+    run ends in the matching Prefect state.
     """
     preload.start()  # a deployment's run enters here without a bootstrap (flows/bootstrap.py)
     settings = get_settings()
@@ -309,9 +356,13 @@ async def run_job(
             await parse(job_uuid)
             await prompt(job_uuid)
             log.info(await asyncio.to_thread(lifecycle.plan_line, job_uuid))
-            total = await _extract_stage(job_uuid, options, settings, stop,
-                                         resumed=resumed, artifact=artifact, cursor=cursor)
-            if stop.is_set():
+            sharding = await asyncio.to_thread(_sharding, job_uuid, shards, shard_size)
+            ended, total = await _sharded_or_here(
+                job_uuid, options, settings, stop, resumed=resumed, sharding=sharding,
+                knobs=knobs or {}, artifact=artifact, cursor=cursor)
+            if ended == "cancelled" and not stop.is_set():
+                outcome, reason = "cancelled", "a shard of the job was cancelled"
+            elif stop.is_set():
                 outcome, reason = "cancelled", (total.stop_reason
                                                 or why.get("reason", "cancelled"))
         except FatalRunError as exc:
@@ -361,6 +412,14 @@ async def _cancel_requested(flow_run_id: str | None) -> bool:
             return await _flow_run_cancelled(client, uuid.UUID(flow_run_id))
     except Exception:  # noqa: BLE001 - cannot tell: treat the SIGTERM as a cancel
         return True
+
+
+def _sharding(job_id: uuid.UUID, shards: int | None, shard_size: int | None
+              ) -> tuple[int | None, int | None] | None:
+    from extraction.run.shards import requested
+
+    with session_scope() as session:
+        return requested(session, job_id, shards=shards, shard_size=shard_size)
 
 
 # ---------------------------------------------------------------- Prefect state hooks

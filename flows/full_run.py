@@ -18,6 +18,8 @@ from flows.parameters import (
     Mode,
     ModelName,
     ProjectRef,
+    Shards,
+    ShardSize,
     StopAfter,
     split_arguments,
 )
@@ -42,6 +44,8 @@ async def full_run(
     chunks_in_flight: InFlight = None,
     stop_after_unreachable_documents: StopAfter = None,
     max_cost_usd: MaxCost = None,
+    shards: Shards = None,
+    shard_size: ShardSize = None,
     job_id: JobRef = None,
     force: bool = False,
 ) -> dict[str, Any] | State:
@@ -70,6 +74,11 @@ async def full_run(
         max_cost_usd: Budget cap in US dollars: no new LLM call once spent + in flight
             would pass it; the job ends CANCELLED "budget reached". Default: the job's own
             cap (``--max-cost``), else EXTRACTFLOW_MAX_COST_USD.
+        shards: Split the documents left into this many shards, each a child flow run of
+            the ``full-run-shard`` deployment that any worker of its pool takes; the job
+            stays one job with one summary. Without a Prefect server and that deployment
+            the run goes on in this process (the job's log says so).
+        shard_size: Instead of ``shards``: this many documents per shard.
         job_id: Advanced — resume this job instead of starting one (what ``extractflow run
             resume`` and Prefect's Retry do); its documents and prompt versions are the ones
             it started with. Leave empty to start a new run.

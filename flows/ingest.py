@@ -28,6 +28,7 @@ from typing import Any
 from prefect.artifacts import (
     acreate_markdown_artifact,
     acreate_progress_artifact,
+    acreate_table_artifact,
     aupdate_progress_artifact,
 )
 from prefect.context import SyncClientContext
@@ -46,6 +47,8 @@ from extraction.ingest import (
     drive,
     parse_pool,
 )
+from extraction.ingest.shards import merge_summaries
+from flows._ingest_shards import SHARD_ARTIFACT, ingest_available, ingest_in_shards
 from flows.entry import entry_flow
 from tasks.ingest import discover, parse_chunk, store_chunk
 
@@ -90,6 +93,8 @@ async def ingest(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     max_file_bytes: int | None = None,
     workers: int | None = None,
+    shards: int | None = None,
+    shard: int | None = None,
 ) -> dict[str, Any]:
     """Load files into a project: parse PDF, DOCX, TXT and Markdown, store their text.
 
@@ -101,6 +106,11 @@ async def ingest(
         max_file_bytes: Files larger than this become failed documents without being read.
             Default: EXTRACTFLOW_MAX_FILE_BYTES (50 MB).
         workers: Parse processes. Default: EXTRACTFLOW_PARSE_CONCURRENCY, at most the CPUs.
+        shards: Split the files into this many shards, each an ``ingest`` flow run that any
+            worker of the deployment's pool takes (one document per content still holds).
+            Without a Prefect server and the ``ingest`` deployment, all is ingested here.
+        shard: Set by the parent of a sharded ingest on its shards (they report their
+            totals back in a table artifact); not for use by hand.
 
     Returns:
         The summary: files seen, ok, empty, failed (with reasons), duplicates, pages, bytes.
@@ -121,6 +131,13 @@ async def ingest(
         _notify(summary)
         progress = await acreate_progress_artifact(
             0.0, description=f"Ingesting {len(found.files)} files into {found.project_name}")
+        if shards is not None and shards > 1 and shard is None:
+            given = {"chunk_size": chunk_size, "max_file_bytes": max_file_bytes,
+                     "workers": workers}
+            sharded = await _in_shards(found, shards, given, started)
+            if sharded is not None:
+                _notify(sharded)
+                return sharded.to_dict()
         chunks = chunked(found.files, options.chunk_size)
         with parse_pool(options.workers_for(len(found.files))) as pool:
 
@@ -140,7 +157,32 @@ async def ingest(
                             progress, 100.0 * totals.files_done / totals.files_seen)
                     _notify(totals)
         summary.seconds = time.perf_counter() - started
+        if shard is not None:  # the parent reads this shard's totals from here
+            await acreate_table_artifact([summary.to_dict()], description=SHARD_ARTIFACT)
         await acreate_markdown_artifact(key=artifact_key(summary.project),
                                         markdown=summary.to_markdown(),
                                         description=summary.headline())
         return summary.to_dict()
+
+
+async def _in_shards(found: Any, shards: int, given: dict[str, Any], started: float
+                     ) -> IngestSummary | None:
+    """The files ingested in shards on the pool, or None (with a warning) when there is none."""
+    from prefect.logging import get_run_logger
+
+    settings = get_settings()
+    why_not = await ingest_available(settings)
+    if why_not is not None:
+        get_run_logger().warning("shards were asked for, but %s: all files are ingested in "
+                                 "this flow run", why_not)
+        return None
+    # Only what the caller gave: a worker's own settings size its parse processes.
+    parameters = {k: v for k, v in given.items() if v is not None}
+    parts = await ingest_in_shards(found.project_name, found.files, shards, parameters,
+                                   settings)
+    summary = merge_summaries(found.project_name, len(found.files), parts,
+                              seconds=time.perf_counter() - started)
+    await acreate_markdown_artifact(key=artifact_key(summary.project),
+                                    markdown=summary.to_markdown(),
+                                    description=summary.headline())
+    return summary

@@ -33,6 +33,8 @@ __all__ = [
     "ModelName",
     "ProjectRef",
     "SampleSize",
+    "ShardSize",
+    "Shards",
     "Seed",
     "StopAfter",
     "split_arguments",
@@ -50,6 +52,8 @@ ChunkSize = Annotated[int | None, Field(ge=1, le=10_000)]
 InFlight = Annotated[int | None, Field(ge=1, le=256)]
 StopAfter = Annotated[int | None, Field(ge=0, le=100_000)]
 MaxCost = Annotated[float | None, Field(gt=0, le=1_000_000)]
+Shards = Annotated[int | None, Field(ge=1, le=10_000)]
+ShardSize = Annotated[int | None, Field(ge=1, le=10_000_000)]
 
 #: Flow parameter → its name in :meth:`extraction.run.assembly.RunOptions.resolve`.
 KNOBS: dict[str, str] = {
@@ -61,12 +65,14 @@ KNOBS: dict[str, str] = {
 }
 #: Flow parameter → its name in :func:`extraction.run.plan.create_run_job`, where they differ.
 _PLAN_NAMES = {"document_filter": "filename_glob"}
-_RESUME = ("job_id", "force")
+#: Passed to :func:`flows._run.run_job` as they are: the resume path and the sharding.
+_RESUME = ("job_id", "force", "shards", "shard_size")
 
 
 def split_arguments(arguments: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any],
                                                             dict[str, Any]]:
-    """A run flow's arguments as ``(plan parameters, resume, knobs)``.
+    """A run flow's arguments as ``(plan parameters, run_job's own arguments, knobs)``;
+    run_job's own are the resume path (``job_id``, ``force``) and the sharding.
 
     ``mode="default"`` becomes ``None`` (the project's setting, then the global one).
     """

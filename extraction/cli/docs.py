@@ -40,6 +40,7 @@ from extraction.cli._common import (
 )
 from extraction.documents import format_size
 from extraction.documents import store as document_store
+from extraction.errors import ValidationError
 from extraction.ingest import DEFAULT_CHUNK_SIZE, IngestSummary, discover_files, ingest_paths
 
 app = new_app("Documents: add files to a project, list them, show one, remove one.")
@@ -88,14 +89,23 @@ def add(
     workers: Annotated[int | None, typer.Option(
         "--workers", min=1, help="Parse processes (default: EXTRACTFLOW_PARSE_CONCURRENCY, "
         "at most the CPUs).")] = None,
+    shards: Annotated[int | None, typer.Option(
+        "--shards", min=1, help="Parse in N shards, ingest flow runs that any worker of the "
+        "pool takes (needs a Prefect server and the ingest deployment; else all here).")]
+    = None,
     json_out: JsonOption = False,
 ) -> None:
     """Add documents to a project; duplicates are skipped, bad files recorded with a reason."""
+    if shards is not None and no_flow:
+        raise ValidationError("--shards runs ingest flow runs on a work pool; it cannot be "
+                              "combined with --no-flow", field="shards")
     with db_session() as s:
         name = codebook.get_project(s, project).name
     files = discover_files(paths)  # a missing path is reported before anything starts
     options: dict[str, Any] = {"chunk_size": chunk_size, "max_file_bytes": max_file_bytes,
                                "workers": workers}
+    if shards is not None:
+        options["shards"] = shards
     waiting = "reading" if no_flow else "starting Prefect"
     with _Bar(len(files), show=not json_out, waiting=waiting) as bar:
         if no_flow:

@@ -373,6 +373,10 @@ def full(
     allow_large: AllowLargeOpt = False,
     estimate: EstimateOpt = False,
     max_cost: MaxCostOpt = None,
+    shards: Annotated[int | None, typer.Option(
+        "--shards", min=1, help="Split the run into N shards, child flow runs that any "
+        "worker of the pool takes (needs a Prefect server and the full-run-shard "
+        "deployment; else the run goes on in this process).")] = None,
     json_out: JsonOption = False,
 ) -> None:
     """Extract every document of the project (unchanged cells are re-used, not re-asked)."""
@@ -381,7 +385,8 @@ def full(
                   mode=mode, model=model, max_cost=max_cost)
         return
     data = _create(JobKind.FULL, project, filename_glob=document_filter, mode=mode, model=model,
-                   allow_large=allow_large, json_out=json_out, max_cost=max_cost)
+                   allow_large=allow_large, json_out=json_out, max_cost=max_cost,
+                   shards=shards)
     _launch(JobKind.FULL, data, no_wait=no_wait, deployment=deployment, json_out=json_out)
 
 

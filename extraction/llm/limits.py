@@ -23,7 +23,9 @@ figures are in ``benchmarks/``). Instead:
   another run finishes; set ``global_concurrency_limit`` ≥ the sum of the ``llm_concurrency``
   of the workers that should run side by side.
 * :class:`ProcessLimiter` — caps the calls actually in flight in this process at ``C``
-  (across threads and event loops), so the process never uses more than the slots it holds.
+  (across threads and event loops). Each run's calls are also capped at the slots it holds
+  (:func:`within`), which are fewer than ``C`` when the global limit is smaller, so a run
+  never has more calls in flight than it holds slots.
   The LLM client enters it around EACH HTTP attempt (not around backoff sleeps), so a call
   waiting to retry does not hold a slot.
 * :class:`TokenBucket` — an optional call rate. Tokens are fetched from a shared source in
@@ -46,7 +48,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Self
 
 __all__ = ["CallsStopped", "ProcessLimiter", "SlotLease", "SlotWaitStopped", "TokenBucket",
-           "combine"]
+           "combine", "within"]
 
 
 class CallsStopped(Exception):
@@ -228,6 +230,26 @@ def combine(
         async with limiter():
             yield
 
+    return guarded
+
+
+def within(cap: int, limiter: Callable[[], AbstractAsyncContextManager[Any]]
+           ) -> Callable[[], AbstractAsyncContextManager[None]]:
+    """``limiter()`` entered by at most ``cap`` callers of this wrapper at the same time.
+
+    A run's calls must stay within the global slots it holds, which can be fewer than the
+    process limiter's size (the limit on the server is smaller than ``llm_concurrency``, or
+    several runs share the process). The run's own cap is taken first, so a call waiting
+    for it does not hold a slot of the shared process limiter.
+    """
+    own = ProcessLimiter(cap)
+
+    @asynccontextmanager
+    async def guarded() -> AsyncIterator[None]:
+        async with own(), limiter():
+            yield
+
+    guarded.cap = own  # type: ignore[attr-defined]  # its peak, for tests and benchmarks
     return guarded
 
 

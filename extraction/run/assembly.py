@@ -6,6 +6,7 @@ The run flows only compose; the decisions are here, testable without Prefect:
   setting of the same name), checked once.
 * :func:`run_slots` — how many slots of the shared global limit one run holds.
 * :func:`documents_in_flight` — how many documents the runner extracts at the same time.
+* :func:`call_limiter` — what every LLM call of the run enters: within the run's slots.
 * :func:`build_engine` — the LLM client behind the run's limiter, and the extractor in the
   run's mode; :func:`close_engine` closes the client in the loop that used it.
 """
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from config.settings import Settings
 from extraction.errors import FatalRunError, ValidationError
+from extraction.llm.limits import TokenBucket, combine, within
 from extraction.run import preload
 from extraction.run.plan import RunPlan
 
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "RunOptions",
     "build_engine",
+    "call_limiter",
     "calls_per_document",
     "close_engine",
     "documents_in_flight",
@@ -133,6 +136,19 @@ def documents_in_flight(slots: int, per_document_calls: int) -> int:
     """
     filling = -(-slots // per_document_calls)  # ceiling division
     return filling + max(2, slots // 4)
+
+
+def call_limiter(slots: int, process: Any, bucket: TokenBucket | None) -> Any:
+    """The limiter the run's LLM client enters around each HTTP attempt.
+
+    The run holds ``slots`` slots of the global limit, and that is the number of calls it
+    may have in flight — not the process limiter's size (``llm_concurrency``, which can be
+    larger than the limit on the server) and not the documents in flight (which are more
+    than the slots, see :func:`documents_in_flight`). So the run's own cap of ``slots``
+    comes first, then the process limiter shared by the runs of this process, and before
+    both the shared call rate.
+    """
+    return combine(within(slots, process), bucket)
 
 
 def build_engine(settings: Settings, plan: RunPlan, limiter: Any

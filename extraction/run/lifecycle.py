@@ -40,6 +40,7 @@ from extraction.run.plan import (
     open_job,
     pending_documents,
 )
+from extraction.run.shards import shard_pending
 
 __all__ = [
     "cancel_for_flow_run",
@@ -128,12 +129,15 @@ def results_tables(job_id: uuid.UUID, *, documents: int
                 report.failed_rows(session, job), float(job.progress or 0.0))
 
 
-def load_chunks(job_id: uuid.UUID, chunk_size: int) -> tuple[RunPlan, list[list[uuid.UUID]]]:
-    """The job's plan and its documents not extracted yet, ``chunk_size`` at a time."""
+def load_chunks(job_id: uuid.UUID, chunk_size: int, *, shard: int | None = None
+                ) -> tuple[RunPlan, list[list[uuid.UUID]]]:
+    """The job's plan and its documents not extracted yet (of one ``shard`` when given),
+    ``chunk_size`` at a time."""
     with session_scope() as session:
         job = jobs.get_job(session, job_id)
         plan = load_plan(session, job)
-        todo = pending_documents(session, plan)
+        todo = pending_documents(session, plan) if shard is None else \
+            shard_pending(session, job_id, shard)
     return plan, chunked(todo, chunk_size)
 
 

@@ -194,9 +194,15 @@ def create_run_job(
     mode: str | None = None,
     model: str | None = None,
     max_cost_usd: float | None = None,
+    shards: int | None = None,
+    shard_size: int | None = None,
 ) -> ProcessingJob:
-    """A PENDING job with its documents chosen and its options resolved (a budget cap is
-    kept in its parameters, so a resume keeps it)."""
+    """A PENDING job with its documents chosen and its options resolved.
+
+    A budget cap is kept in the job's parameters, so a resume keeps it; so are ``shards`` /
+    ``shard_size`` (full runs): whichever process runs the job splits it into that many
+    shards (:mod:`extraction.run.shards`).
+    """
     kind = JobKind(kind)
     project_row = codebook.get_project(session, project)
     if not codebook.list_variables(session, project_row):
@@ -223,6 +229,13 @@ def create_run_job(
         parameters["document_filter"] = filename_glob
     if max_cost_usd is not None:
         parameters["max_cost_usd"] = float(max_cost_usd)
+    if shards is not None or shard_size is not None:
+        if kind is not JobKind.FULL:
+            raise ValidationError("only a full run can be split into shards", field="shards")
+        from extraction.run.shards import split
+
+        split([], shards=shards, shard_size=shard_size)  # checks the values
+        parameters.update({"shards": shards} if shards else {"shard_size": shard_size})
     return jobs.create_job(
         session, project_row, kind, mode=chosen_mode, model=chosen_model,
         document_ids=ids, parameters=parameters,

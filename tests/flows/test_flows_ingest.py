@@ -128,6 +128,15 @@ def test_ingest_flow_twice_adds_nothing_the_second_time(
     assert second["added"] == 0 and second["duplicates"] == 9
 
 
+def test_ingest_shards_without_a_work_pool_ingest_everything_here(
+        db_url: str, project: str, corpus: Path, prefect_harness: None) -> None:
+    # The test harness is a Prefect server without the ingest deployment.
+    from flows.ingest import ingest
+
+    result = asyncio.run(ingest(project=project, paths=[str(corpus)], shards=3))
+    assert result["files_seen"] == 9 and result["added"] == 9 and result["failed"] == 1
+
+
 def test_ingest_flow_fails_clearly_for_an_unknown_project(
         db_url: str, corpus: Path, prefect_harness: None) -> None:
     from flows.ingest import ingest

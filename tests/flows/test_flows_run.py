@@ -297,6 +297,41 @@ def test_global_limit_holds_across_two_runs_in_two_processes(
         assert _job(db_url, job_id)["status"] == "COMPLETE"
 
 
+def test_calls_in_flight_never_exceed_the_slots_held_when_the_limit_is_smaller(
+    db_url: str, llm: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The limit on the server (3) is below the process concurrency (8): the run holds 3
+    # slots, and more documents than that are in flight, yet the server sees at most 3 calls.
+    monkeypatch.setenv("EXTRACTFLOW_GLOBAL_CONCURRENCY_LIMIT", "3")
+    monkeypatch.setenv("EXTRACTFLOW_LLM_CONCURRENCY", "8")
+    monkeypatch.setenv("EXTRACTFLOW_DOCUMENTS_PER_CHUNK", "8")
+    _project(db_url, 16)
+    llm.latency = 0.05
+    from flows.full_run import full_run
+
+    result = asyncio.run(full_run(project="trials", mode="per_variable"))
+    assert result["status"] == "COMPLETE" and result["documents_completed"] == 16
+    assert llm.total_requests == 16 * 5
+    assert llm.max_in_flight == 3
+
+
+def test_shards_without_a_work_pool_run_in_this_process_and_say_so(
+    db_url: str, llm: FakeLLMServer
+) -> None:
+    # The test harness is a Prefect server without the full-run-shard deployment.
+    _project(db_url, 6)
+    from flows.full_run import full_run
+
+    result = asyncio.run(full_run(project="trials", shards=3))
+    assert result["status"] == "COMPLETE" and result["documents_completed"] == 6
+    assert _row_count(db_url, result["id"]) == 6 * 5
+    with db.session_scope(db_url) as s:
+        logs = progress.job_logs(s, jobs.get_job(s, result["id"]))
+    note = next(e for e in logs if e.event == "shards_unavailable")
+    assert "no deployment 'full-run-shard/full-run-shard'" in note.message
+    assert "in this process" in note.message
+
+
 def test_bad_credentials_fail_the_job_with_the_reason(
     db_url: str, llm: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

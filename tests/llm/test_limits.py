@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 import pytest
 
 from config.settings import get_settings
-from extraction.llm.limits import ProcessLimiter, SlotLease, TokenBucket, combine
+from extraction.llm.limits import ProcessLimiter, SlotLease, TokenBucket, combine, within
 
 
 async def _busy(limiter: ProcessLimiter, seconds: float) -> None:
@@ -82,6 +82,23 @@ def test_combine_waits_for_the_rate_then_a_slot() -> None:
         return limiter.max_in_use, bucket.calls
 
     assert asyncio.run(main()) == (2, 6)
+
+
+def test_within_caps_a_run_below_the_shared_process_limiter() -> None:
+    process = ProcessLimiter(8)
+    run_a, run_b = within(3, process), within(2, process)
+
+    async def busy(limiter: object) -> None:
+        async with limiter():  # type: ignore[operator]
+            await asyncio.sleep(0.02)
+
+    async def main() -> None:
+        await asyncio.gather(*(busy(run_a) for _ in range(12)),
+                             *(busy(run_b) for _ in range(12)))
+
+    asyncio.run(main())
+    assert run_a.cap.max_in_use == 3 and run_b.cap.max_in_use == 2  # type: ignore[attr-defined]
+    assert process.max_in_use == 5 and process.in_use == 0
 
 
 def test_slot_lease_acquires_once_for_overlapping_users_and_releases_when_idle() -> None:
