@@ -6,8 +6,8 @@ its attempts, so a crashed shard is retried on the same documents (its written c
 and a resumed job starts only the shards with work left. The shard's heartbeat tells the
 parent that a shard whose worker died is gone, since nothing else reports that.
 
-Revision ID: 0004_shards
-Revises: 0003_cached_prompt_tokens
+Revision ID: 0005_shards
+Revises: 0004_aliases_second_opinions
 Create Date: 2026-12-02 02:30:00
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004_shards"
-down_revision: str | None = "0003_cached_prompt_tokens"
+revision: str = "0005_shards"
+down_revision: str | None = "0004_aliases_second_opinions"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
