@@ -292,9 +292,7 @@ async def held_slots(
             if _stopped(stop):
                 raise SlotWaitStopped("the run was stopped while waiting for LLM slots")
             try:
-                response = await client.increment_concurrency_slots_with_lease(
-                    names=[name], slots=slots, mode="concurrency", lease_duration=duration,
-                    holder=holder)
+                response = await _increment(client, name, slots, duration, holder, stop)
                 break
             except httpx.HTTPStatusError as exc:
                 if exc.response.status_code != 423:
@@ -335,6 +333,44 @@ async def held_slots(
             release = asyncio.ensure_future(_release(client, lease_id, job_id, name, slots))
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(asyncio.shield(release), 10)
+
+
+#: Pauses before asking again when the server's database was busy (HTTP 503), in seconds.
+_BUSY_PAUSES = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
+
+
+async def _increment(client: Any, name: str, slots: int, duration: float, holder: Any,
+                     stop: asyncio.Event | None) -> httpx.Response:
+    """Ask once for ``slots`` slots with a lease; a busy server is asked again after a short pause.
+
+    Why not the Prefect client's own call: a Prefect server on SQLite answers 503 when its
+    database is busy (a write of the run's own task-run states, just before the extract stage
+    asks for slots, is enough), and the Prefect client then waits 2 s, 4 s, ... before the next
+    try, a wait on the path to the run's first LLM call. A 503 leaves nothing behind (the slots
+    are taken and the lease created in one transaction that failed), so asking again at once is
+    as safe as Prefect's retry. Other errors, 423 (the limit is full) among them, are raised
+    as the Prefect client raises them. With CSRF protection on, the Prefect client's call is
+    used (it adds the token).
+    """
+    http = client._client
+    if getattr(http, "enable_csrf_support", False):
+        return await client.increment_concurrency_slots_with_lease(
+            names=[name], slots=slots, mode="concurrency", lease_duration=duration,
+            holder=holder)
+    body: dict[str, Any] = {"names": [name], "slots": slots, "mode": "concurrency",
+                            "lease_duration": duration}
+    if holder is not None:
+        body["holder"] = holder.model_dump(mode="json")
+    for pause in (*_BUSY_PAUSES, None):
+        request = http.build_request("POST", "/v2/concurrency_limits/increment-with-lease",
+                                     json=body)
+        # httpx's own send: one request, without the Prefect client's retry loop.
+        response = await httpx.AsyncClient.send(http, request)
+        if response.status_code != 503 or pause is None or _stopped(stop):
+            break
+        await _wait(stop, pause)
+    response.raise_for_status()
+    return response
 
 
 def _taken(job_id: uuid.UUID, lease_id: str, name: str, slots: int) -> None:
