@@ -268,15 +268,18 @@ def opinions_main(seeds: int, mode: str) -> None:
     print(f"correct first answers (samples and challenger on, erring as above): "
           f"{flagged}/{right} flagged unsupported ({flagged / max(right, 1):.1%}), "
           f"{split}/{len(correct)} with a disagreeing second opinion")
-    print(f"{'':<24} {'cells':>5} {'wrong':>5} {'AUROC':>6} {'caught@25%':>10} "
-          f"{'extra calls/doc':>15} {'wrong split':>11} {'right split':>11}")
+    print("AUROC and caught@25% of the stored confidence, and (in brackets) of the same "
+          "without the quote check's factor: what the second opinions are worth alone")
+    print(f"{'':<24} {'cells':>5} {'wrong':>5} {'AUROC':>6} {'(alone)':>7} {'caught@25%':>10} "
+          f"{'(alone)':>7} {'extra calls/doc':>15} {'wrong split':>11} {'right split':>11}")
     for name, cells in runs.items():
         extra = OPINION_SCENARIOS[name][1] * (1 if mode == "per_document" else 8)
         stored = [{**c, "support": None} for c in cells]  # the stored value as it is
         wrong_split = sum(c["wrong"] and c.get("opinion") == "split" for c in cells)
         right_split = sum(not c["wrong"] and c.get("opinion") == "split" for c in cells)
         print(f"{name:<24} {len(cells):>5} {sum(c['wrong'] for c in cells):>5} "
-              f"{auroc(stored, 1.0):>6.3f} {_pct(caught(stored, 1.0)):>10} {extra:>15} "
+              f"{auroc(stored, 1.0):>6.3f} {auroc(cells, 1.0):>7.3f} "
+              f"{_pct(caught(stored, 1.0)):>10} {_pct(caught(cells, 1.0)):>7} {extra:>15} "
               f"{wrong_split:>11} {right_split:>11}")
     print("targets: AUROC >= 0.9 and caught@25% >= 80% with the quote check alone; "
           "false-unsupported <= 2%")
