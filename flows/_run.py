@@ -41,11 +41,13 @@ from extraction.llm.limits import combine
 from extraction.models import JobKind, JobStatus, LogLevel
 from extraction.run import lifecycle, preload
 from extraction.run.assembly import RunOptions, build_engine, run_slots
+from extraction.run.batch import is_batch_job
 from extraction.run.runner import ChunkOutcome
 from extraction.run.scheduler import run_extract_stage
 from extraction.run.watch import watch_job
 from flows._limits import ensure_limits, process_limiter, rate_bucket, slot_lease
 from tasks.aggregate import aggregate
+from tasks.batch import batch_step, job_dict
 from tasks.extract import extract
 from tasks.parse import parse
 from tasks.prompt import prompt
@@ -152,13 +154,16 @@ async def run_job(
     job_id: str | None = None,
     force: bool = False,
     knobs: Mapping[str, int | None] | None = None,
+    batch: bool = False,
 ) -> dict[str, Any] | State:
     """Run a sample or full job end to end; returns the job as a dict, or a final state.
 
     ``knobs`` are the flow's tuning parameters (:class:`~extraction.run.assembly.RunOptions`;
     None → settings). Returns a ``Cancelled`` state when the job was cancelled and a
     ``Failed`` state (with the reason) when it could not proceed, so the flow run ends in the
-    matching Prefect state.
+    matching Prefect state. ``batch`` (or a job that already runs in batch mode) sends the
+    requests through the provider's Batch API (:mod:`extraction.run.batch`): the flow
+    submits them and returns the job still PROCESSING, and a collect step finishes it.
     """
     preload.start()  # a deployment's run enters here without a bootstrap (flows/bootstrap.py)
     settings = get_settings()
@@ -180,10 +185,14 @@ async def run_job(
     watcher = asyncio.create_task(_watch(job_uuid, flow_run_id, stop, why, settings))
     outcome: str = "complete"
     reason: str | None = None
+    waiting = False
     try:
         await parse(job_uuid)
         await prompt(job_uuid)
-        await _extract_stage(job_uuid, options, settings, stop, resumed=resumed)
+        if batch or await asyncio.to_thread(is_batch_job, job_uuid):
+            waiting = not (await batch_step(job_uuid, mark=batch))["done"]
+        else:
+            await _extract_stage(job_uuid, options, settings, stop, resumed=resumed)
         if stop.is_set():
             outcome, reason = "cancelled", why.get("reason", "cancelled")
     except FatalRunError as exc:
@@ -198,6 +207,8 @@ async def run_job(
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
+    if waiting and outcome == "complete":  # the provider has the requests; collect later
+        return await job_dict(job_uuid)
     try:
         job = await aggregate(job_uuid, outcome, reason)
     except ExtractflowError as exc:  # the database is gone: nothing more can be recorded

@@ -31,6 +31,7 @@ async def full_run(
     documents_per_chunk: int | None = None,
     chunks_in_flight: int | None = None,
     stop_after_unreachable_documents: int | None = None,
+    batch: bool = False,
 ) -> dict[str, Any] | State:
     """Extract every variable of a project from all its documents.
 
@@ -56,6 +57,9 @@ async def full_run(
         stop_after_unreachable_documents: Fail the run when this many documents in a row
             could not reach the LLM server; 0 never. Default:
             EXTRACTFLOW_STOP_AFTER_UNREACHABLE_DOCUMENTS.
+        batch: Send the requests through the provider's Batch API (about half the price,
+            answers within 24 h): the run submits them and ends waiting; the
+            ``collect-batches`` deployment (or ``extractflow run collect``) stores the answers.
     """
     params = {"project": project, "mode": mode, "model": model,
               "filename_glob": document_filter}
@@ -63,4 +67,5 @@ async def full_run(
                          knobs={"llm_concurrency": llm_concurrency,
                                 "documents_per_chunk": documents_per_chunk,
                                 "chunks_in_flight": chunks_in_flight,
-                                "stop_after_unreachable": stop_after_unreachable_documents})
+                                "stop_after_unreachable": stop_after_unreachable_documents},
+                         batch=batch)

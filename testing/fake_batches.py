@@ -332,7 +332,7 @@ class FakeBatchAPI:
                 batch.status = "cancelled" if batch.cancel_requested else "expired"
                 break
             if pause:
-                await asyncio.sleep(pause)
+                await self._pause(pause, batch)
             status, body = await self._answer(line)
             self.counts["lines_processed"] += 1
             if status == 200:
@@ -355,6 +355,13 @@ class FakeBatchAPI:
         final = {"finalizing": "completed"}.get(batch.status, batch.status)
         batch.status = final
         batch.times[f"{final}_at"] = int(time.time())
+
+    @staticmethod
+    async def _pause(seconds: float, batch: _Batch) -> None:
+        """Sleep, waking early when the batch is cancelled."""
+        deadline = time.monotonic() + seconds
+        while not batch.cancel_requested and time.monotonic() < deadline:
+            await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
 
     async def _answer(self, line: dict[str, Any]) -> tuple[int, Any]:
         """One line through the server's chat-completions path: (HTTP status, JSON body)."""

@@ -193,8 +193,10 @@ def create_run_job(
     filename_glob: str | None = None,
     mode: str | None = None,
     model: str | None = None,
+    batch: bool = False,
 ) -> ProcessingJob:
-    """A PENDING job with its documents chosen and its options resolved."""
+    """A PENDING job with its documents chosen and its options resolved (``batch``: its
+    requests go through the provider's Batch API, see :mod:`extraction.run.batch`)."""
     kind = JobKind(kind)
     project_row = codebook.get_project(session, project)
     if not codebook.list_variables(session, project_row):
@@ -219,6 +221,8 @@ def create_run_job(
         parameters["document_ids"] = [str(i) for i in ids]
     if filename_glob:
         parameters["document_filter"] = filename_glob
+    if batch:
+        parameters["batch"] = True
     return jobs.create_job(
         session, project_row, kind, mode=chosen_mode, model=chosen_model,
         document_ids=ids, parameters=parameters,

@@ -57,14 +57,20 @@ def refresh(ctx: BatchContext, row: LLMBatch) -> Any | None:
         return None
     batch = ctx.api.retrieve(row.provider_batch_id)
     counts = batch.request_counts
-    errors = [e.message or e.code or "" for e in (batch.errors.data or [])] \
-        if batch.errors is not None else []
     ctx.update(row.id, status=batch.status,
                lines_completed=int(getattr(counts, "completed", 0) or 0),
                lines_failed=int(getattr(counts, "failed", 0) or 0),
                output_file_id=batch.output_file_id, error_file_id=batch.error_file_id,
-               error="; ".join(errors)[:2000] or row.error)
+               error=_rejection(batch) or row.error)
     return batch
+
+
+def _rejection(batch: Any) -> str | None:
+    """The provider's reasons for refusing a batch (its ``errors``), as one line."""
+    errors = getattr(batch, "errors", None)
+    found = [(f"line {e.line}: " if e.line else "") + (e.message or e.code or "")
+             for e in (errors.data or [])] if errors is not None else []
+    return "; ".join(found)[:2000] or None
 
 
 def _claim(ctx: BatchContext, row_id: uuid.UUID) -> bool:
@@ -117,7 +123,7 @@ async def _collect_one(ctx: BatchContext, row: LLMBatch, batch: Any | None) -> N
                      details={"batch_id": row.provider_batch_id})
     if batch is not None and batch.status == "failed":
         ctx.log("batch_rejected", f"{where} was rejected by the provider: "
-                f"{row.error or 'no reason given'}", level=LogLevel.ERROR,
+                f"{_rejection(batch) or 'no reason given'}", level=LogLevel.ERROR,
                 details={"batch_id": row.provider_batch_id})
     elif batch is not None and batch.status in ("expired", "cancelled"):
         ctx.log("batch_" + batch.status, f"{where} {batch.status} with "
