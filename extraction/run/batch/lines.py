@@ -2,8 +2,8 @@
 
 A request line is ``{"custom_id", "method": "POST", "url": "/v1/chat/completions", "body"}``
 with the body exactly as the synchronous client would send it. The ``custom_id`` names the
-job, the document and the call: ``xf-<job id, 12 hex>-<document id, 32 hex>-<call key>``,
-where the call key is a hash of the request body — the extractor's calls of one document
+job, the document and the call: ``xf-<job id, 8 hex>-<document id, 32 hex>-<call key>``
+(61 characters; Anthropic's batches take at most 64), where the call key is a hash of the request body — the extractor's calls of one document
 (per variable, per chunk of a long document) differ in their messages, so the key tells them
 apart and is found again by building the same request at collection.
 
@@ -37,7 +37,7 @@ def call_key(body: dict[str, Any]) -> str:
 
 def custom_id(job_id: uuid.UUID, document_id: uuid.UUID, key: str) -> str:
     """The line's id: job, document and call (see the module docstring)."""
-    return f"{_PREFIX}-{job_id.hex[:12]}-{document_id.hex}-{key}"
+    return f"{_PREFIX}-{job_id.hex[:8]}-{document_id.hex}-{key}"
 
 
 def parse_custom_id(value: str) -> tuple[str, uuid.UUID, str] | None:

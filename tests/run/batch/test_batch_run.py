@@ -306,10 +306,11 @@ def test_cancelling_a_batch_job_cancels_its_provider_batches(
 
 def test_progress_counts_lines_as_they_complete(db_url: str, llm: FakeLLMServer) -> None:
     _project(db_url, 6)
-    llm.batches.completion_delay = 2.0
+    llm.batches.completion_delay = 6.0  # a line a second
     job_id = _submit()["id"]
-    time.sleep(1.0)
-    state = batches.advance(job_id)
-    assert not state.done and 0 < state.lines_done < 6 and state.lines_total == 6
+    time.sleep(1.5)
     human = run_cli("run", "collect", job_id)
-    assert "lines done" in human.stdout
+    assert human.exit_code == 0 and "lines done" in human.stdout
+    state = batches.batch_state(job_id)  # as stored by that step
+    assert not state.done and 0 < state.lines_done < 6 and state.lines_total == 6
+    assert f"{state.lines_done}/6 lines done" in human.stdout
