@@ -19,7 +19,8 @@ Mounted by :class:`~testing.fake_llm_server.FakeLLMServer` (``server.batches``; 
 * each line is answered by the server's own chat-completions path (``FakeLLMServer._chat``:
   the same responder, model check, context window and fault plan, so ``fail_when`` works on
   batch lines too), without its per-request latency: a batch takes ``completion_delay``
-  seconds in all, its lines finishing one after another (``request_counts`` grow);
+  seconds in all, its lines finishing one after another (``request_counts`` grow); while
+  ``paused`` is set, batches wait in ``in_progress``;
 * ``fail_share`` of the lines (drawn with ``seed``) fail with a 500 in the error file;
   ``output_faults`` adds broken lines to the output file (``"unknown_custom_id"``,
   ``"duplicate"``, ``"malformed"``), for the client's checks.
@@ -110,6 +111,8 @@ class FakeBatchAPI:
         self.expire_after: float | None = None
         #: Share of lines that fail with a 500 (in the error file).
         self.fail_share = 0.0
+        #: While True, batches stay in_progress without answering a line (tests release them).
+        self.paused = False
         #: Broken lines added to each output file: unknown_custom_id, duplicate, malformed.
         self.output_faults: list[str] = []
         self.max_requests = 50_000
@@ -316,6 +319,8 @@ class FakeBatchAPI:
         started = time.monotonic()
         batch.times["in_progress_at"] = int(time.time())
         pause = self.completion_delay / max(1, len(lines))
+        while self.paused and not batch.cancel_requested:
+            await asyncio.sleep(0.02)
         output: list[str] = []
         failures: list[str] = []
         for index, line in enumerate(lines):

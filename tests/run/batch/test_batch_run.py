@@ -157,7 +157,7 @@ def test_kill_between_submission_and_collection_loses_nothing(
 
     _project(db_url, 8)
     monkeypatch.setenv("EXTRACTFLOW_BATCH_MAX_REQUESTS", "3")
-    llm.batches.completion_delay = 3.0  # still running when the process is killed
+    llm.batches.paused = True  # still running when the process is killed
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_API_URL": PREFECT_API_URL.value(),
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     process = subprocess.Popen([sys.executable, "-m", "extraction", "run", "collect", "--wait"],
@@ -176,6 +176,7 @@ def test_kill_between_submission_and_collection_loses_nothing(
         collector.send_signal(signal.SIGKILL)
         collector.wait(10)
     assert _count(db_url, job_id) == (0, 0)
+    llm.batches.paused = False
     _wait_for(lambda: all(b.status == "completed" for b in llm.batches.batches.values()), 30)
     result = run_cli("run", "collect", job_id, "--wait", "--json")
     assert result.exit_code == 0, result.stderr
@@ -188,13 +189,14 @@ def test_kill_between_submission_and_collection_loses_nothing(
 
 def test_a_kill_after_the_batch_was_created_adopts_it(db_url: str, llm: FakeLLMServer) -> None:
     _project(db_url, 4)
-    llm.batches.completion_delay = 1.0
+    llm.batches.paused = True
     job_id = _submit()["id"]
     (row,) = _rows(db_url, job_id)
     with db.session_scope(db_url) as s:  # as if killed before the batch id was committed
         stored = s.get(LLMBatch, row.id)
         assert stored is not None
         stored.provider_batch_id, stored.status = None, "preparing"
+    llm.batches.paused = False
     result = run_cli("run", "collect", job_id, "--wait", "--json")
     assert result.exit_code == 0, result.stderr
     assert result.json()["status"] == "COMPLETE"
