@@ -370,7 +370,7 @@ class FakeBatchAPI:
 
     async def _answer(self, line: dict[str, Any]) -> tuple[int, Any]:
         """One line through the server's chat-completions path: (HTTP status, JSON body)."""
-        from testing.fake_llm_server import RecordedRequest, _Reply
+        from testing.fake_llm_server import RecordedRequest
 
         if self.fail_share and self._rng.random() < self.fail_share:
             return 500, {"error": {"message": "The server had an error processing this "
@@ -378,7 +378,9 @@ class FakeBatchAPI:
                                    "type": "server_error", "param": None, "code": None}}
         record = RecordedRequest("POST", line["url"], {}, line.get("body"), time.time())
         reply = await self.server._chat(record, latency=False)
-        if not isinstance(reply, _Reply):  # a timeout or disconnect fault
+        # By attribute, not isinstance: run as `python -m testing.fake_llm_server` the server's
+        # classes live in __main__, not in the module imported here.
+        if not hasattr(reply, "status") or not hasattr(reply, "body"):  # timeout, disconnect
             return 500, {"error": {"message": "The request timed out.", "type": "server_error",
                                    "param": None, "code": "timeout"}}
         return reply.status, json.loads(reply.body)
