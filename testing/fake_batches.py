@@ -338,8 +338,11 @@ class FakeBatchAPI:
                 break
             if pause:
                 await self._pause(pause, batch)
+            began = time.perf_counter()
             status, body = await self._answer(line)
             self.counts["lines_processed"] += 1
+            self.counts["busy_ms"] += int((time.perf_counter() - began) * 1000)
+            await asyncio.sleep(0)  # let status requests in between lines
             if status == 200:
                 batch.completed += 1
                 output.append(self._line(line["custom_id"], {"status_code": 200,

@@ -1232,6 +1232,7 @@ class FakeLLMServer:
                 "status_counts": {str(k): v for k, v in self.status_counts.items()},
                 "fault_counts": dict(self.fault_counts),
                 "recorded": len(self._requests),
+                "batches": dict(self.batches.counts) if self.batches is not None else {},
             }
 
     # ---- convenience clients -------------------------------------------------------------------

@@ -345,13 +345,15 @@ class LLMClient:
         model: str | None = None,
         answered: Any | None = None,
         max_reasks: int | None = None,
+        prepared: tuple[Any, dict[str, Any]] | None = None,
     ) -> LLMResult[T]:
         """Ask for ``response_model``; retry transport failures, re-ask invalid output.
 
         ``answered`` is a completion already obtained for this very request (a line of a
         provider batch, see :mod:`extraction.run.batch`): it is parsed and validated as if
         it had just come back, and only re-asks (at most ``max_reasks``, default the
-        client's) go over HTTP.
+        client's) go over HTTP. ``prepared`` is what :meth:`prepare` returned for this call,
+        when the caller already has it (instructor's request shaping is not free).
 
         Raises:
             LLMError: after the retries (``attempts`` set; ``extra["fatal"]`` for failures
@@ -360,8 +362,10 @@ class LLMClient:
                 after the re-asks. ``extra`` carries the tokens spent.
         """
         model_name = model or self.model
-        prepared, kwargs = self.prepare(messages, response_model, temperature=temperature,
-                                        max_tokens=max_tokens, model=model_name)
+        prepared, kwargs = prepared or self.prepare(
+            messages, response_model, temperature=temperature, max_tokens=max_tokens,
+            model=model_name)
+        kwargs = dict(kwargs)
         reask_limit = self.max_reasks if max_reasks is None else max_reasks
         batch_answer = answered is not None
         tally = _Tally()

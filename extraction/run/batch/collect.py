@@ -8,15 +8,17 @@ compare-and-set on its row, so two collectors never store it twice — and then:
 1. its output and error files are read (:func:`~extraction.run.batch.lines.read_results`);
    lines that are not JSON, answer a ``custom_id`` the batch did not send, or repeat one are
    reported in the job's log and ignored;
-2. its documents' requests are recorded again, to know which answers each document needs;
-   a document all of whose answers came back is stored now, through the same runner as a
-   synchronous run (re-use, validation, grounding, support, confidence, one transaction per
-   write batch with its counters and log entries);
-3. a document with a failed, expired or missing line is resubmitted once, whole, in a retry
-   batch (its part number is fixed, so a second collector cannot make another); a document
-   of a retry batch is stored whatever came back: a line that failed again is asked
-   synchronously if ``batch_sync_fallback`` allows it, else its cells are stored as failed
-   with the provider's reason;
+2. its documents go through the same runner as a synchronous run (re-use, validation,
+   grounding, support, confidence, one transaction per write batch with its counters and
+   log entries), the extractor answered from the batch
+   (:class:`~extraction.run.batch.replay.ReplayExtractor`); a document all of whose calls
+   found an answer is stored;
+3. a document with a call left unanswered (failed, expired, missing line) is not written
+   but resubmitted once, whole, in a retry batch (its part number is fixed, so a second
+   collector cannot make another); a document of a retry batch is stored whatever came
+   back: a call that failed again is asked synchronously if ``batch_sync_fallback`` allows
+   it, else its cells are stored as failed with the provider's reason; answers no call
+   asked for (another ``custom_id``) are reported;
 4. the row is marked collected, with the tokens its lines used.
 
 A collector killed in the middle leaves the row claimed but not collected: after
@@ -86,73 +88,86 @@ def _claim(ctx: BatchContext, row_id: uuid.UUID) -> bool:
 
 
 async def _store(ctx: BatchContext, document_ids: list[uuid.UUID],
-                 answers: Mapping[uuid.UUID, Mapping[str, Answer]], *, fallback: bool) -> None:
-    """Store documents' cells from their answers, through the synchronous run's runner."""
-    if not document_ids:
-        return
+                 answers: Mapping[uuid.UUID, Mapping[str, Answer]], *, resubmit: bool
+                 ) -> ReplayExtractor:
+    """Store documents' cells from their answers, through the synchronous run's runner;
+    returns the extractor, which knows what was used and what must be resubmitted."""
     extractor = ReplayExtractor(ctx.llm, ctx.plan.mode, ctx.settings, answers,
-                                fallback=fallback)
+                                fallback=ctx.settings.batch_sync_fallback, resubmit=resubmit)
     runner = ChunkRunner(ctx.plan, extractor, session_factory=session_scope,
                          documents_in_flight=max(4, 2 * ctx.settings.llm_concurrency),
                          batch_documents=ctx.settings.documents_per_chunk,
                          flush_seconds=ctx.settings.progress_flush_seconds, check_written=True)
     for chunk in chunked(document_ids, ctx.settings.documents_per_chunk):
         await runner.run_chunk(chunk)
+    return extractor
 
 
-def _by_document(results: Results) -> dict[uuid.UUID, dict[str, Answer]]:
+def _by_document(results: Results) -> tuple[dict[uuid.UUID, dict[str, Answer]], list[str]]:
+    """The answers per document and call key, and the ids that are not ours."""
     found: dict[uuid.UUID, dict[str, Answer]] = {}
+    foreign: list[str] = []
     for line_id, answer in results.answers.items():
         parsed = parse_custom_id(line_id)
-        if parsed is not None:
+        if parsed is None:
+            foreign.append(line_id)
+        else:
             found.setdefault(parsed[1], {})[parsed[2]] = answer
-    return found
+    return found, foreign
+
+
+def _unasked(ctx: BatchContext, documents: list[uuid.UUID],
+             answers: Mapping[uuid.UUID, Mapping[str, Answer]], foreign: list[str],
+             extractor: ReplayExtractor) -> list[str]:
+    """Answers no request of this batch asked for (another batch's, or nobody's)."""
+    ours = set(documents)
+    unasked = list(foreign)
+    for doc, keyed in answers.items():
+        if doc not in ours:
+            unasked += [custom_id(ctx.job_id, doc, key) for key in keyed]
+        elif doc in extractor.replayed:
+            unasked += [custom_id(ctx.job_id, doc, key) for key in keyed
+                        if (doc, key) not in extractor.used]
+    return unasked
 
 
 async def _collect_one(ctx: BatchContext, row: LLMBatch, batch: Any | None) -> None:
     documents = [uuid.UUID(d) for d in row.document_ids]
-    recorded = await ctx.record(documents)
-    expected = {custom_id(ctx.job_id, doc, key): doc for doc, bodies in recorded.items()
-                for key in bodies}
     output = ctx.api.content(batch.output_file_id) if batch and batch.output_file_id else None
     errors = ctx.api.content(batch.error_file_id) if batch and batch.error_file_id else None
-    results = read_results(output, errors, set(expected))
+    results = read_results(output, errors)
     where = f"batch {row.provider_batch_id} (part {row.part})"
-    if results.problems:
-        ctx.log_many("batch_line_ignored", [f"{where}: {p}" for p in results.problems],
-                     details={"batch_id": row.provider_batch_id})
     if batch is not None and batch.status == "failed":
         ctx.log("batch_rejected", f"{where} was rejected by the provider: "
                 f"{_rejection(batch) or 'no reason given'}", level=LogLevel.ERROR,
                 details={"batch_id": row.provider_batch_id})
     elif batch is not None and batch.status in ("expired", "cancelled"):
         ctx.log("batch_" + batch.status, f"{where} {batch.status} with "
-                f"{len(results.answers)} of {len(expected)} lines answered",
+                f"{len(results.answers)} of {row.lines_total} lines answered",
                 level=LogLevel.WARNING, details={"batch_id": row.provider_batch_id})
-    answers = _by_document(results)
-    failed: list[uuid.UUID] = []
-    for doc, bodies in recorded.items():
-        got = answers.get(doc, {})
-        if any(key not in got or not got[key].ok for key in bodies):
-            failed.append(doc)
-    store = documents
-    if failed and row.attempt == 1:
+    answers, foreign = _by_document(results)
+    extractor = await _store(ctx, documents, answers, resubmit=row.attempt == 1)
+    problems = results.problems + [
+        f"an answer for custom_id {line_id!r}, which this batch did not send: ignored"
+        for line_id in _unasked(ctx, documents, answers, foreign, extractor)]
+    if problems:
+        ctx.log_many("batch_line_ignored", [f"{where}: {p}" for p in problems],
+                     details={"batch_id": row.provider_batch_id})
+    failed = extractor.to_resubmit
+    if failed:
         retry_part = row.part + RETRY_PART_OFFSET
         if not any(r.part == retry_part for r in ctx.rows()):
             add_parts(ctx, [Part(document_ids=failed)], attempt=2, part_numbers=[retry_part])
-            reasons = sorted({a.error for doc in failed for a in answers.get(doc, {}).values()
-                              if a.error} or {"lines missing from the results"})
-            ctx.log("batch_lines_resubmitted", f"{where}: {len(failed)} documents had lines "
-                    f"that failed or expired ({'; '.join(reasons)[:500]}); resubmitted once",
-                    level=LogLevel.WARNING, details={"documents": [str(d) for d in failed]})
-        store = [d for d in documents if d not in set(failed)]
-    await _store(ctx, store, answers, fallback=ctx.settings.batch_sync_fallback)
+        ctx.log("batch_lines_resubmitted", f"{where}: {len(failed)} documents had lines "
+                f"that failed or expired ({'; '.join(sorted(extractor.reasons))[:500]}); "
+                "resubmitted once", level=LogLevel.WARNING,
+                details={"documents": [str(d) for d in failed]})
     ctx.update(row.id, collected_at=utcnow(), tokens_in=results.tokens_in,
                tokens_out=results.tokens_out, tokens_cached=results.tokens_cached)
     ctx.log("batch_collected", f"{where}: {len(results.answers)} lines read, "
-            f"{len(store)} documents stored", details={"batch_id": row.provider_batch_id,
-                                                       "tokens_in": results.tokens_in,
-                                                       "tokens_out": results.tokens_out})
+            f"{len(documents) - len(failed)} documents stored",
+            details={"batch_id": row.provider_batch_id, "tokens_in": results.tokens_in,
+                     "tokens_out": results.tokens_out})
 
 
 async def collect_ready(ctx: BatchContext) -> int:

@@ -9,8 +9,8 @@ apart and is found again by building the same request at collection.
 
 Output and error lines are ``{"id", "custom_id", "response": {"status_code", "body"},
 "error"}``. :func:`read_results` keeps, per ``custom_id``, the first answer with status 200
-(else the first failure) and reports what does not fit: a line that is not JSON, a
-``custom_id`` this batch did not send, a line repeated.
+(else the first failure) and reports what does not fit: a line that is not JSON, a line
+repeated.
 """
 
 from __future__ import annotations
@@ -93,13 +93,15 @@ def _error_text(line: dict[str, Any]) -> str:
     return f"HTTP {status}: {message}".strip() if status else (message or "no answer")
 
 
-def read_results(output: bytes | None, errors: bytes | None, expected: set[str]) -> Results:
+def read_results(output: bytes | None, errors: bytes | None) -> Results:
     """Read the output and error files of one batch.
 
     Args:
         output: The output file (answered lines), if the batch has one.
         errors: The error file (failed, expired or cancelled lines), if any.
-        expected: The ``custom_id`` s this batch sent; other ids are reported and ignored.
+
+    Lines that are not JSON or repeat a ``custom_id`` are reported in ``problems``; whether
+    an id was asked for is for the caller to tell (the replay knows what it asked).
     """
     results = Results()
     seen: set[str] = set()
@@ -113,10 +115,6 @@ def read_results(output: bytes | None, errors: bytes | None, expected: set[str])
             except (ValueError, TypeError, KeyError):
                 results.problems.append(f"{name} file line {number} is not a valid result "
                                         f"line: {raw[:120].decode('utf-8', 'replace')!r}")
-                continue
-            if line_id not in expected:
-                results.problems.append(f"{name} file line {number} answers custom_id "
-                                        f"{line_id!r}, which this batch did not send: ignored")
                 continue
             if line_id in seen:
                 results.problems.append(f"{name} file line {number} repeats custom_id "

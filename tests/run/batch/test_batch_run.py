@@ -157,34 +157,46 @@ def test_kill_between_submission_and_collection_loses_nothing(
 
     _project(db_url, 8)
     monkeypatch.setenv("EXTRACTFLOW_BATCH_MAX_REQUESTS", "3")
-    llm.batches.paused = True  # still running when the process is killed
+    llm.batches.paused = True  # nothing finishes while the processes are killed
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_API_URL": PREFECT_API_URL.value(),
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    process = subprocess.Popen([sys.executable, "-m", "extraction", "run", "collect", "--wait"],
-                               env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    process.wait(60)  # nothing to collect yet: it returns at once
-    submitted = _submit()
-    job_id = submitted["id"]
-    assert [r.provider_batch_id is not None for r in _rows(db_url, job_id)] == [True] * 3
+
+    def job_id() -> str | None:
+        with db.session_scope(db_url) as s:
+            found = s.scalar(select(LLMBatch.job_id).where(
+                LLMBatch.provider_batch_id.is_not(None)).limit(1))
+            return str(found) if found else None
+
+    submitter = subprocess.Popen(
+        [sys.executable, "-m", "extraction", "run", "full", "trials", "--batch"],
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:  # killed as soon as the first batch id is stored (the others may be to come)
+        _wait_for(lambda: job_id() is not None, timeout=90)
+    finally:
+        submitter.send_signal(signal.SIGKILL)
+        submitter.wait(10)
+    job = job_id()
+    assert job is not None
     collector = subprocess.Popen(
-        [sys.executable, "-m", "extraction", "run", "collect", job_id, "--wait"],
-        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        time.sleep(1.5)  # polling, no batch finished yet
+        [sys.executable, "-m", "extraction", "run", "collect", job, "--wait"],
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:  # it finishes the submission if needed, then polls: nothing is done yet
+        _wait_for(lambda: len(llm.batches.batches) == 3, timeout=60)
+        time.sleep(1.0)
     finally:
         collector.send_signal(signal.SIGKILL)
         collector.wait(10)
-    assert _count(db_url, job_id) == (0, 0)
+    assert _count(db_url, job) == (0, 0)
+    assert _posts(llm, "/v1/batches") == 3  # the collector made only the ones missing
     llm.batches.paused = False
     _wait_for(lambda: all(b.status == "completed" for b in llm.batches.batches.values()), 30)
-    result = run_cli("run", "collect", job_id, "--wait", "--json")
+    result = run_cli("run", "collect", job, "--wait", "--json")
     assert result.exit_code == 0, result.stderr
     assert result.json()["status"] == "COMPLETE"
-    assert _posts(llm, "/v1/batches") == 3  # no second submission
-    assert _count(db_url, job_id) == (40, 40)  # every cell once
-    again = run_cli("run", "collect", job_id, "--json")
-    assert again.json()["status"] == "COMPLETE" and _count(db_url, job_id) == (40, 40)
+    assert _posts(llm, "/v1/batches") == 3 and llm.batches.counts["batches_created"] == 3
+    assert _count(db_url, job) == (40, 40)  # every cell once
+    again = run_cli("run", "collect", job, "--json")
+    assert again.json()["status"] == "COMPLETE" and _count(db_url, job) == (40, 40)
 
 
 def test_a_kill_after_the_batch_was_created_adopts_it(db_url: str, llm: FakeLLMServer) -> None:
