@@ -327,10 +327,13 @@ class FakeBatchAPI:
             late = self.expire_after is not None and time.monotonic() - started > \
                 self.expire_after
             if batch.cancel_requested or late:
-                code, message = ("batch_cancelled", "This request was not executed because "
-                                 "the batch was cancelled.") if batch.cancel_requested else \
-                    ("batch_expired", "This request could not be executed before the "
-                     "completion window expired.")
+                if batch.cancel_requested:
+                    code = "batch_cancelled"
+                    message = "This request was not executed because the batch was cancelled."
+                else:
+                    code = "batch_expired"
+                    message = ("This request could not be executed before the completion "
+                               "window expired.")
                 failures += [self._line(rest["custom_id"], None, {"code": code,
                                                                    "message": message})
                              for rest in lines[index:]]

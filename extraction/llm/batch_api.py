@@ -24,7 +24,7 @@ from config.settings import Settings, get_settings, mask_url
 from extraction.errors import ConfigError, LLMError
 from extraction.llm.errors import classify
 
-__all__ = ["BatchAPI", "ENDPOINT"]
+__all__ = ["ENDPOINT", "BatchAPI"]
 
 ENDPOINT = "/v1/chat/completions"
 _T = TypeVar("_T")

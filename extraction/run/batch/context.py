@@ -25,7 +25,7 @@ from extraction.run.batch.replay import record_document
 from extraction.run.plan import RunPlan, chunked
 from extraction.run.runner import ChunkRunner
 
-__all__ = ["BatchContext", "TERMINAL_STATUSES"]
+__all__ = ["TERMINAL_STATUSES", "BatchContext"]
 
 #: Provider statuses a batch does not leave.
 TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})

@@ -5,8 +5,13 @@ from __future__ import annotations
 import json
 import uuid
 
-from extraction.run.batch.lines import call_key, custom_id, parse_custom_id, read_results, \
-    request_line
+from extraction.run.batch.lines import (
+    call_key,
+    custom_id,
+    parse_custom_id,
+    read_results,
+    request_line,
+)
 from extraction.run.batch.submit import split_parts
 
 JOB, DOC = uuid.uuid4(), uuid.uuid4()
