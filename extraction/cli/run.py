@@ -381,5 +381,9 @@ def exec_(job: str, force: Annotated[bool, typer.Option("--force")] = False) -> 
     data = read_job(job)
     data = _wait_local(JobKind(data["kind"]), data["project"], data["id"], force=force,
                        show=False)
+    if data["status"] == JobStatus.PROCESSING.value and (data.get("parameters") or {}).get(
+            "batch"):
+        _report_waiting(data, json_out=False)  # submitted: `run collect` finishes it
+        return
     console.print(describe_outcome(data), markup=False)
     _exit_for(data["status"])
