@@ -176,6 +176,16 @@ class Settings(BaseSettings):
     run_confirm_tokens: int = Field(
         default=5_000_000, ge=1, description="A run estimated above this many input tokens "
         "needs --allow-large.")
+    # Batch mode (`run full --batch`): the provider's Batch API, half price, answers within 24 h
+    batch_max_requests: int = Field(
+        default=50_000, ge=1, description="Requests per provider batch (OpenAI's limit).")
+    batch_max_bytes: int = Field(
+        default=200 * 1024 * 1024, ge=1024, description="Bytes of one batch's JSONL file.")
+    batch_sync_fallback: bool = Field(
+        default=False, description="Ask synchronously (full price) for the lines that still "
+        "failed or expired after one resubmission, and for re-asks of invalid answers.")
+    batch_poll_seconds: float = Field(
+        default=60.0, gt=0, description="How often `run collect --wait` asks the provider.")
     deployment_sample_run: str = "sample-run/sample-run"
     deployment_full_run: str = "full-run/full-run"
     server_port: int = Field(

@@ -50,6 +50,7 @@ __all__ = [
     "ExtractionFeedback",
     "ProcessingLog",
     "JobShard",
+    "LLMBatch",
     "utcnow",
 ]
 
@@ -470,3 +471,41 @@ class JobShard(TimestampMixin, Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True),
                                                           nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class LLMBatch(TimestampMixin, Base):
+    """One provider batch of a job run in batch mode (``extraction/run/batch/``).
+
+    The row is written before its file is uploaded and gets the provider's ids as soon as
+    they exist, so a killed process never loses a batch nor submits it twice: submission is
+    finished (or adopted from the provider's list) from the row, collection resumes from it.
+    ``status`` is the provider's (``preparing`` until it has a batch); ``collected_at`` says
+    its results are stored. ``attempt`` 2 holds the documents resubmitted after their lines
+    failed or expired. Tokens are what the batch's lines used (priced at the batch rate).
+    """
+
+    __tablename__ = "llm_batches"
+    __table_args__ = (UniqueConstraint("job_id", "part"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("processing_jobs.id", ondelete="CASCADE"), index=True
+    )
+    part: Mapped[int] = mapped_column(Integer)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    provider_batch_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
+    input_file_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    output_file_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    error_file_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    status: Mapped[str] = mapped_column(String(32), default="preparing")
+    document_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    lines_total: Mapped[int] = mapped_column(Integer, default=0)
+    lines_completed: Mapped[int] = mapped_column(Integer, default=0)
+    lines_failed: Mapped[int] = mapped_column(Integer, default=0)
+    tokens_in: Mapped[int] = mapped_column(Integer, default=0)
+    tokens_out: Mapped[int] = mapped_column(Integer, default=0)
+    tokens_cached: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    collected_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -54,6 +54,7 @@ from extraction.errors import ExtractflowError, FatalRunError
 from extraction.models import JobKind, JobStatus, LogLevel
 from extraction.run import lifecycle, preload, report
 from extraction.run.assembly import RunOptions, build_engine, call_limiter, run_slots
+from extraction.run.batch import is_batch_job
 from extraction.run.runner import ChunkOutcome
 from extraction.run.scheduler import run_extract_stage
 from extraction.run.watch import watch_job
@@ -65,6 +66,7 @@ from flows._limits import (
     stop_new_calls,
 )
 from tasks.aggregate import aggregate
+from tasks.batch import batch_step, job_dict
 from tasks.extract import extract
 from tasks.parse import parse
 from tasks.prompt import prompt
@@ -303,6 +305,7 @@ async def run_job(
     knobs: Mapping[str, int | float | None] | None = None,
     shards: int | None = None,
     shard_size: int | None = None,
+    batch: bool = False,
 ) -> dict[str, Any] | State:
     """Run a sample or full job end to end; returns the job as a dict, or a final state.
 
@@ -311,7 +314,10 @@ async def run_job(
     the shard deployment (:mod:`flows._shards`); a job created with them, or resumed with
     its shards stored, is sharded too. Returns a ``Cancelled`` state when the job was
     cancelled and a ``Failed`` state (with the reason) when it could not proceed, so the flow
-    run ends in the matching Prefect state.
+    run ends in the matching Prefect state. ``batch`` (or a job that
+    already runs in batch mode) sends the requests through the provider's Batch API
+    (:mod:`extraction.run.batch`): the flow submits them and returns the job still
+    PROCESSING, and a collect step finishes it.
     """
     preload.start()  # a deployment's run enters here without a bootstrap (flows/bootstrap.py)
     settings = get_settings()
@@ -351,15 +357,21 @@ async def run_job(
     watcher = asyncio.create_task(_watch(job_uuid, flow_run_id, stop, why, settings))
     outcome: str = "complete"
     reason: str | None = None
+    waiting = False
     with _graceful_sigterm(on_term):
         try:
             await parse(job_uuid)
             await prompt(job_uuid)
             log.info(await asyncio.to_thread(lifecycle.plan_line, job_uuid))
-            sharding = await asyncio.to_thread(_sharding, job_uuid, shards, shard_size)
-            ended, total = await _sharded_or_here(
-                job_uuid, options, settings, stop, resumed=resumed, sharding=sharding,
-                knobs=knobs or {}, artifact=artifact, cursor=cursor)
+            ended: str | None = None
+            total = ChunkOutcome()
+            if batch or await asyncio.to_thread(is_batch_job, job_uuid):
+                waiting = not (await batch_step(job_uuid, mark=batch))["done"]
+            else:
+                sharding = await asyncio.to_thread(_sharding, job_uuid, shards, shard_size)
+                ended, total = await _sharded_or_here(
+                    job_uuid, options, settings, stop, resumed=resumed, sharding=sharding,
+                    knobs=knobs or {}, artifact=artifact, cursor=cursor)
             if ended == "cancelled" and not stop.is_set():
                 outcome, reason = "cancelled", "a shard of the job was cancelled"
             elif stop.is_set():
@@ -386,6 +398,8 @@ async def run_job(
             log.warning("stopped by SIGTERM; resume with `extractflow run resume %s`",
                         job_uuid)
             raise TerminationSignal(signal=signal.SIGTERM)
+        if waiting and outcome == "complete":  # the provider has the requests; collect later
+            return await job_dict(job_uuid)
         try:
             job = await aggregate(job_uuid, outcome, reason)
         except ExtractflowError as exc:  # the database is gone: nothing more can be recorded

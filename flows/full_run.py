@@ -46,6 +46,7 @@ async def full_run(
     max_cost_usd: MaxCost = None,
     shards: Shards = None,
     shard_size: ShardSize = None,
+    batch: bool = False,
     job_id: JobRef = None,
     force: bool = False,
 ) -> dict[str, Any] | State:
@@ -79,6 +80,9 @@ async def full_run(
             stays one job with one summary. Without a Prefect server and that deployment
             the run goes on in this process (the job's log says so).
         shard_size: Instead of ``shards``: this many documents per shard.
+        batch: Send the requests through the provider's Batch API (about half the price,
+            answers within 24 h): the run submits them and ends waiting; the
+            ``collect-batches`` deployment (or ``extractflow run collect``) stores the answers.
         job_id: Advanced — resume this job instead of starting one (what ``extractflow run
             resume`` and Prefect's Retry do); its documents and prompt versions are the ones
             it started with. Leave empty to start a new run.

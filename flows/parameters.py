@@ -65,14 +65,14 @@ KNOBS: dict[str, str] = {
 }
 #: Flow parameter → its name in :func:`extraction.run.plan.create_run_job`, where they differ.
 _PLAN_NAMES = {"document_filter": "filename_glob"}
-#: Passed to :func:`flows._run.run_job` as they are: the resume path and the sharding.
-_RESUME = ("job_id", "force", "shards", "shard_size")
+#: Passed to :func:`flows._run.run_job` as they are: the resume path, sharding, batch mode.
+_RESUME = ("job_id", "force", "shards", "shard_size", "batch")
 
 
 def split_arguments(arguments: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any],
                                                             dict[str, Any]]:
     """A run flow's arguments as ``(plan parameters, run_job's own arguments, knobs)``;
-    run_job's own are the resume path (``job_id``, ``force``) and the sharding.
+    run_job's own are the resume path (``job_id``, ``force``), the sharding and ``batch``.
 
     ``mode="default"`` becomes ``None`` (the project's setting, then the global one).
     """

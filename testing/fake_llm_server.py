@@ -1005,6 +1005,7 @@ class FakeLLMServer:
         max_recorded: int | None = None,
         prompt_cache: bool = True,
         count_request_schema: bool = False,
+        batch_api: bool = True,
     ) -> None:
         """``model=None`` accepts any model name; ``context_window`` (tokens, estimated as
         bytes/4) turns oversized prompts into ``context_length_exceeded``; ``text_fence``
@@ -1046,6 +1047,9 @@ class FakeLLMServer:
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        from testing.fake_batches import FakeBatchAPI  # /v1/files and /v1/batches
+
+        self.batches = FakeBatchAPI(self, seed=seed) if batch_api else None
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -1233,6 +1237,7 @@ class FakeLLMServer:
                 "status_counts": {str(k): v for k, v in self.status_counts.items()},
                 "fault_counts": dict(self.fault_counts),
                 "recorded": len(self._requests),
+                "batches": dict(self.batches.counts) if self.batches is not None else {},
             }
 
     # ---- convenience clients -------------------------------------------------------------------
@@ -1352,6 +1357,8 @@ class FakeLLMServer:
             return _json_reply(200, {"object": "list", "data": self._model_cards()})
         if path.startswith("/v1/models/") and request.method == "GET":
             return self._one_model(path.removeprefix("/v1/models/"))
+        if self.batches is not None and path.startswith(("/v1/files", "/v1/batches")):
+            return await self.batches.route(request, path)
         return _error_reply(
             404, f"Unknown request URL: {request.method} {request.path}", code="unknown_url"
         )
@@ -1371,7 +1378,8 @@ class FakeLLMServer:
             return _json_reply(200, card)
         return _model_not_found(name)
 
-    async def _chat(self, record: RecordedRequest) -> _Reply | _Hold | _Disconnect:
+    async def _chat(self, record: RecordedRequest, *, latency: bool = True
+                    ) -> _Reply | _Hold | _Disconnect:
         body = record.body
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             return _error_reply(400, "Request body must be a JSON object with 'messages'.")
@@ -1395,7 +1403,7 @@ class FakeLLMServer:
             return self._fault_reply(fault, prompt_tokens)
         if fault is not None and fault.kind == "timeout":
             return _Hold(fault.hold if fault.hold is not None else self.timeout_hold)
-        delay = self._draw_latency()
+        delay = self._draw_latency() if latency else 0.0
         if delay > 0:
             await asyncio.sleep(delay)
         if fault is not None and fault.kind in ("500", "503"):

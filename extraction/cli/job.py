@@ -192,6 +192,10 @@ def cancel(job: JobArg, json_out: JsonOption = False) -> None:
     with db_session() as s:
         row = jobs.cancel_job(s, job)
         data = views.job_to_dict(row, project_name=row.project.name)
+    if (data.get("parameters") or {}).get("batch"):
+        from extraction.run.batch import cancel_batches
+
+        data["provider_batches_cancelled"] = cancel_batches(data["id"])
     prefect_cancelled = False
     if data["flow_run_id"]:
         from flows.launch import cancel_flow_run

@@ -283,6 +283,10 @@ def _launch(kind: JobKind, data: dict[str, Any], *, no_wait: bool, deployment: b
 
 def _report(data: dict[str, Any], json_out: bool, *, started: bool = False) -> None:
     data.pop("stale", None)
+    if not started and data["status"] == JobStatus.PROCESSING.value \
+            and (data.get("parameters") or {}).get("batch"):
+        _report_waiting(data, json_out)
+        return
     if json_out:
         emit_json(data)
     elif not started:
@@ -291,6 +295,21 @@ def _report(data: dict[str, Any], json_out: bool, *, started: bool = False) -> N
         console.print(f"[{style}]{describe_outcome(data)}[/]", markup=True, highlight=False)
     if not started:
         _exit_for(data["status"])
+
+
+def _report_waiting(data: dict[str, Any], json_out: bool) -> None:
+    """A batch run handed its requests to the provider: say how to collect the answers."""
+    from extraction.run.batch import batch_state
+
+    state = batch_state(data["id"])
+    data["batches"] = state.__dict__
+    if json_out:
+        emit_json(data)
+        return
+    console.print(f"Job {data['id']} submitted {state.batches} provider batches "
+                  f"({state.lines_total} requests); the provider answers within 24 h. "
+                  f"Collect with `extractflow run collect {data['id'][:8]}` (--wait to wait), "
+                  "or let the collect-batches deployment do it.", markup=False)
 
 
 def _exit_for(status: str) -> None:
@@ -377,6 +396,10 @@ def full(
         "--shards", min=1, help="Split the run into N shards, child flow runs that any "
         "worker of the pool takes (needs a Prefect server and the full-run-shard "
         "deployment; else the run goes on in this process).")] = None,
+    batch: Annotated[bool, typer.Option(
+        "--batch", help="Through the provider's Batch API: about half the price, answers "
+        "within 24 h; the run submits and returns, `run collect` stores the answers.")]
+    = False,
     json_out: JsonOption = False,
 ) -> None:
     """Extract every document of the project (unchanged cells are re-used, not re-asked)."""
@@ -386,7 +409,7 @@ def full(
         return
     data = _create(JobKind.FULL, project, filename_glob=document_filter, mode=mode, model=model,
                    allow_large=allow_large, json_out=json_out, max_cost=max_cost,
-                   shards=shards)
+                   shards=shards, batch=batch)
     _launch(JobKind.FULL, data, no_wait=no_wait, deployment=deployment, json_out=json_out)
 
 
@@ -433,11 +456,64 @@ def _new_cap(s: Any, row: ProcessingJob, max_cost: float | None, settings: Any) 
     s.flush()
 
 
+@app.command("collect")
+def collect(
+    job: Annotated[str | None, typer.Argument(
+        help="The batch job (id or prefix); default: every job waiting for batches.")] = None,
+    wait: Annotated[bool, typer.Option(
+        "--wait", help="Ask again every EXTRACTFLOW_BATCH_POLL_SECONDS until done.")] = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Store the answers of a batch run's provider batches that finished; finish the job."""
+    import time
+
+    from extraction.errors import ConfigError, ExtractflowError, is_fatal
+    from extraction.run import batch as batches
+    from extraction.run.summary import finalize_job
+
+    settings = get_settings()
+    ids = [read_job(job)["id"]] if job else batches.jobs_waiting()
+    if not ids and not json_out:
+        console.print("No job is waiting for provider batches.")
+    results = []
+    for job_id in ids:
+        while True:
+            try:
+                state = batches.advance(job_id, settings)
+            except ExtractflowError as exc:
+                if isinstance(exc, ConfigError) or is_fatal(exc):
+                    with db_session() as s:
+                        finalize_job(s, uuid.UUID(job_id), "failed", reason=str(exc))
+                raise
+            if not json_out:
+                console.print(state.describe(), markup=False)
+            if state.done or not wait:
+                break
+            time.sleep(settings.batch_poll_seconds)
+        if state.done:
+            with db_session() as s:
+                row = jobs.get_job(s, job_id)
+                if row.status is JobStatus.PROCESSING:
+                    finalize_job(s, row.id, "complete")
+        data = read_job(job_id)
+        data.pop("stale", None)
+        data["batches"] = state.__dict__
+        results.append(data)
+        if not json_out and data["status"] != JobStatus.PROCESSING.value:
+            console.print(describe_outcome(data), markup=False)
+    if json_out:
+        emit_json(results if job is None else results[0])
+
+
 @app.command("exec", hidden=True)
 def exec_(job: str, force: Annotated[bool, typer.Option("--force")] = False) -> None:
     """Run an existing job's flow in the foreground (used by --no-wait)."""
     data = read_job(job)
     data = _wait_local(JobKind(data["kind"]), data["project"], data["id"], force=force,
                        show=False)
+    if data["status"] == JobStatus.PROCESSING.value and (data.get("parameters") or {}).get(
+            "batch"):
+        _report_waiting(data, json_out=False)  # submitted: `run collect` finishes it
+        return
     console.print(describe_outcome(data), markup=False)
     _exit_for(data["status"])

@@ -125,6 +125,9 @@ class LLMResult(Generic[T]):
     #: Prompt tokens the server took from its prompt cache (part of ``tokens_in``), when it
     #: says so in ``usage.prompt_tokens_details.cached_tokens`` (OpenAI, vLLM, llama.cpp).
     tokens_cached: int = 0
+    #: The first answer came through the provider's Batch API (priced at its batch rate);
+    #: re-asks after it, if any, were synchronous.
+    batch: bool = False
 
 
 @dataclass
@@ -353,11 +356,19 @@ class LLMClient:
         max_tokens: int | None = None,
         model: str | None = None,
         seed: int | None = None,
+        answered: Any | None = None,
+        max_reasks: int | None = None,
+        prepared: tuple[Any, dict[str, Any]] | None = None,
     ) -> LLMResult[T]:
         """Ask for ``response_model``; retry transport failures, re-ask invalid output.
 
         ``seed`` is sent as the request's ``seed`` (servers that honour it sample repeatably;
         second opinions give each sample its own).
+        ``answered`` is a completion already obtained for this very request (a line of a
+        provider batch, see :mod:`extraction.run.batch`): it is parsed and validated as if
+        it had just come back, and only re-asks (at most ``max_reasks``, default the
+        client's) go over HTTP. ``prepared`` is what :meth:`prepare` returned for this call,
+        when the caller already has it (instructor's request shaping is not free).
 
         Raises:
             LLMError: after the retries (``attempts`` set; ``extra["fatal"]`` for failures
@@ -366,25 +377,22 @@ class LLMClient:
                 after the re-asks. ``extra`` carries the tokens spent.
         """
         model_name = model or self.model
-        request: dict[str, Any] = {
-            "model": model_name,
-            "messages": [dict(m) for m in messages],
-            "temperature": temperature,
-        }
-        if max_tokens:
-            request["max_tokens"] = max_tokens
-        if self.request_logprobs:
-            request["logprobs"] = True
-        if seed is not None:
-            request["seed"] = seed
-        prepared, kwargs = handle_response_model(_schema_class(response_model), mode=self.mode,
-                                                 **request)
+        prepared, kwargs = prepared or self.prepare(
+            messages, response_model, temperature=temperature, max_tokens=max_tokens,
+            model=model_name, seed=seed)
+        kwargs = dict(kwargs)
+        reask_limit = self.max_reasks if max_reasks is None else max_reasks
+        batch_answer = answered is not None
         tally = _Tally()
         started = time.perf_counter()
         while True:
-            completion = await self._request(
-                lambda sent=kwargs: self._client.chat.completions.create(**sent), tally,
-                model_name)
+            if answered is not None:
+                completion, answered = answered, None
+                tally.attempts += 1
+            else:
+                completion = await self._request(
+                    lambda sent=kwargs: self._client.chat.completions.create(**sent), tally,
+                    model_name)
             usage = getattr(completion, "usage", None)
             tally.tokens_in += int(getattr(usage, "prompt_tokens", 0) or 0)
             tally.tokens_out += int(getattr(usage, "completion_tokens", 0) or 0)
@@ -393,7 +401,7 @@ class LLMClient:
                 output = await process_response_async(
                     completion, response_model=prepared, mode=self.mode, strict=False)
             except _PARSE_ERRORS as exc:
-                if tally.reasks >= self.max_reasks:
+                if tally.reasks >= reask_limit:
                     raise self._failed(InvalidOutputError(
                         f"the model's answer was not valid structured output after "
                         f"{tally.reasks} re-ask{'s' if tally.reasks != 1 else ''} "
@@ -401,7 +409,7 @@ class LLMClient:
                         f"{_short(exc)}", reasks=tally.reasks), tally) from exc
                 tally.reasks += 1
                 log.info("invalid structured output (%s); re-ask %d/%d", _short(exc),
-                         tally.reasks, self.max_reasks)
+                         tally.reasks, reask_limit)
                 kwargs = handle_reask_kwargs(kwargs, self.mode, completion, exc)
                 if isinstance(exc, IncompleteOutputException):
                     kwargs["max_tokens"] = min(_MAX_TOKENS_CAP,
@@ -421,7 +429,36 @@ class LLMClient:
                 token_probability=_token_probability(completion),
                 retry_waits=tally.waits,
                 tokens_cached=tally.tokens_cached,
+                batch=batch_answer,
             )
+
+    def prepare(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        response_model: type[T],
+        *,
+        temperature: float = 0.0,
+        max_tokens: int | None = None,
+        model: str | None = None,
+        seed: int | None = None,
+    ) -> tuple[Any, dict[str, Any]]:
+        """``(prepared model, request body)`` as instructor shapes it for the client's mode.
+
+        The body is what :meth:`complete` sends to ``/chat/completions``, and what a batch
+        line carries, so both ways ask exactly the same.
+        """
+        request: dict[str, Any] = {
+            "model": model or self.model,
+            "messages": [dict(m) for m in messages],
+            "temperature": temperature,
+        }
+        if max_tokens:
+            request["max_tokens"] = max_tokens
+        if self.request_logprobs:
+            request["logprobs"] = True
+        if seed is not None:
+            request["seed"] = seed
+        return handle_response_model(_schema_class(response_model), mode=self.mode, **request)
 
     async def complete_structured(
         self,

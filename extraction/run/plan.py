@@ -196,12 +196,14 @@ def create_run_job(
     max_cost_usd: float | None = None,
     shards: int | None = None,
     shard_size: int | None = None,
+    batch: bool = False,
 ) -> ProcessingJob:
     """A PENDING job with its documents chosen and its options resolved.
 
     A budget cap is kept in the job's parameters, so a resume keeps it; so are ``shards`` /
     ``shard_size`` (full runs): whichever process runs the job splits it into that many
-    shards (:mod:`extraction.run.shards`).
+    shards (:mod:`extraction.run.shards`). ``batch``: its requests go through the provider's
+    Batch API (:mod:`extraction.run.batch`).
     """
     kind = JobKind(kind)
     project_row = codebook.get_project(session, project)
@@ -236,6 +238,8 @@ def create_run_job(
 
         split([], shards=shards, shard_size=shard_size)  # checks the values
         parameters.update({"shards": shards} if shards else {"shard_size": shard_size})
+    if batch:
+        parameters["batch"] = True
     return jobs.create_job(
         session, project_row, kind, mode=chosen_mode, model=chosen_model,
         document_ids=ids, parameters=parameters,

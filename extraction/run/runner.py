@@ -213,6 +213,13 @@ class ChunkRunner:
             work.append(_DocWork(document, to_extract, reused_rows))
         return work, len(written)
 
+    def pending_work(self, document_ids: Sequence[uuid.UUID]
+                     ) -> list[tuple[DocumentInput, list[VariableInfo]]]:
+        """The documents of ``document_ids`` this job has not written, each with the
+        variables still to ask (those re-use cannot fill): what a batch run submits."""
+        work, _ = self._load(document_ids)
+        return [(w.document, w.to_extract) for w in work if w.to_extract]
+
     def _reusable(
         self, session: Session, documents: list[tuple[Any, ...]]
     ) -> dict[tuple[str, uuid.UUID], Extraction]:
