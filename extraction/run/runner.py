@@ -38,8 +38,9 @@ from sqlalchemy.orm import Session
 
 from extraction.errors import FatalRunError, is_fatal
 from extraction.llm.limits import CallsStopped
-from extraction.models import Document, Extraction, ExtractionStatus, LogLevel, utcnow
+from extraction.models import Document, Extraction, ExtractionStatus, LogLevel
 from extraction.run import progress
+from extraction.run import rows as row_builders
 from extraction.run.budget import Budget
 from extraction.run.plan import RunPlan
 from extraction.run.results import (
@@ -52,12 +53,6 @@ from extraction.run.results import (
 from extraction.run.reuse import reusable_cells
 
 __all__ = ["ChunkOutcome", "ChunkRunner", "DocumentExtractor", "FatalRunError", "is_fatal"]
-
-_COPIED_FIELDS = (
-    "value", "raw_answer", "confidence", "self_confidence", "evidence_quote", "evidence_start",
-    "evidence_end", "evidence_page", "grounded", "support", "support_reason", "status",
-    "agreement", "opinion", "opinion_reason",
-)
 
 
 class DocumentExtractor(Protocol):
@@ -207,7 +202,8 @@ class ChunkRunner:
                 prompt = plan.prompts[variable.id]
                 source = reusable.get((content_hash, prompt.id)) if content_hash else None
                 if source is not None:
-                    reused_rows.append(self._copy_row(source, doc_id, variable.id))
+                    reused_rows.append(
+                        row_builders.copied_row(self.plan, source, doc_id, variable.id))
                 else:
                     to_extract.append(variable)
             work.append(_DocWork(document, to_extract, reused_rows))
@@ -228,46 +224,6 @@ class ChunkRunner:
             content_hashes=[d[4] for d in documents if d[4]],
             prompt_ids=self.plan.prompt_ids, model=self.plan.model,
             exclude_job=self.plan.job_id)
-
-    def _copy_row(self, source: Extraction, document_id: uuid.UUID, variable_id: uuid.UUID
-                  ) -> dict[str, Any]:
-        row = self._base_row(document_id, variable_id, source.prompt_id)
-        row.update({name: getattr(source, name) for name in _COPIED_FIELDS})
-        row.update(attempts=0, reused_from_id=source.id)
-        return row
-
-    def _base_row(self, document_id: uuid.UUID, variable_id: uuid.UUID,
-                  prompt_id: uuid.UUID | None) -> dict[str, Any]:
-        return {
-            "id": uuid.uuid4(),
-            "job_id": self.plan.job_id,
-            "document_id": document_id,
-            "variable_id": variable_id,
-            "prompt_id": prompt_id,
-            "model": self.plan.model,
-            "value": None,
-            "raw_answer": None,
-            "confidence": None,
-            "self_confidence": None,
-            "evidence_quote": None,
-            "evidence_start": None,
-            "evidence_end": None,
-            "evidence_page": None,
-            "grounded": None,
-            "support": None,
-            "support_reason": None,
-            "agreement": None,
-            "opinion": None,
-            "opinion_reason": None,
-            "error": None,
-            "attempts": 1,
-            "tokens_in": 0,
-            "tokens_out": 0,
-            "tokens_cached": 0,
-            "latency_ms": None,
-            "reused_from_id": None,
-            "created_at": utcnow(),
-        }
 
     # ------------------------------------------------------------ extracting
 
@@ -406,11 +362,11 @@ class ChunkRunner:
                         attempts=result.attempts if result is not None else 0,
                         prompt_id=self.plan.prompts[variable.id].id,
                     )
-                rows.append(self._cell_row(doc.id, cell))
+                rows.append(row_builders.cell_row(self.plan, doc.id, cell))
                 if cell.status is ExtractionStatus.FAILED:
                     failed_cells.append(cell)
         if failed_cells:
-            batch.logs += self._failure_logs(doc, failed_cells)
+            batch.logs += row_builders.failure_logs(self.plan, self._names, doc, failed_cells)
         batch.rows += rows
         batch.documents += 1
         delta = batch.delta
@@ -436,63 +392,6 @@ class ChunkRunner:
             if result.cost_usd is not None:
                 outcome.cost_usd = (outcome.cost_usd or 0.0) + result.cost_usd
 
-    def _cell_row(self, document_id: uuid.UUID, cell: CellResult) -> dict[str, Any]:
-        prompt_id = cell.prompt_id or self.plan.prompts[cell.variable_id].id
-        row = self._base_row(document_id, cell.variable_id, prompt_id)
-        row.update(
-            value=cell.value, raw_answer=cell.raw_answer, confidence=cell.confidence,
-            self_confidence=cell.self_confidence, evidence_quote=cell.evidence_quote,
-            evidence_start=cell.evidence_start, evidence_end=cell.evidence_end,
-            evidence_page=cell.evidence_page, grounded=cell.grounded, status=cell.status,
-            support=cell.support, support_reason=cell.support_reason,
-            agreement=cell.agreement, opinion=cell.opinion, opinion_reason=cell.opinion_reason,
-            error=cell.error, attempts=cell.attempts, tokens_in=cell.tokens_in,
-            tokens_out=cell.tokens_out, latency_ms=cell.latency_ms,
-            tokens_cached=cell.tokens_cached,
-        )
-        return row
-
-    def _failure_logs(self, doc: DocumentInput, cells: list[CellResult]) -> list[dict[str, Any]]:
-        """One ERROR entry per distinct failure of a document (a per_document call that
-        failed is one failure of several variables, logged once with their names)."""
-        groups: dict[str, list[CellResult]] = {}
-        for cell in cells:
-            groups.setdefault(cell.error or "unknown error", []).append(cell)
-        entries = []
-        for message, group in groups.items():
-            names = [self._names.get(c.variable_id, str(c.variable_id)) for c in group]
-            entries.append({
-                "id": uuid.uuid4(),
-                "job_id": self.plan.job_id,
-                "document_id": doc.id,
-                "variable_id": group[0].variable_id if len(group) == 1 else None,
-                "level": LogLevel.ERROR,
-                "event": "extraction_failed",
-                "message": f"{doc.filename}: {', '.join(names)}: {message}",
-                "details": {
-                    "filename": doc.filename,
-                    "variables": names,
-                    "attempts": max(c.attempts for c in group),
-                    "error": message,
-                },
-                "created_at": utcnow(),
-            })
-        return entries
-
-    def _opinion_log(self, batch: _Batch) -> list[dict[str, Any]]:
-        """One INFO entry per written batch that made second-opinion calls (``job logs``
-        shows them; the job's ``llm_calls`` counts them too)."""
-        if not batch.second_opinion_calls:
-            return []
-        return [{
-            "id": uuid.uuid4(), "job_id": self.plan.job_id, "document_id": None,
-            "variable_id": None, "level": LogLevel.INFO, "event": "second_opinion_calls",
-            "message": f"{batch.second_opinion_calls} second-opinion LLM calls for "
-                       f"{batch.documents} documents",
-            "details": {"calls": batch.second_opinion_calls, "documents": batch.documents},
-            "created_at": utcnow(),
-        }]
-
     # ------------------------------------------------------------ writing
 
     async def _flush(self, batch: _Batch) -> None:
@@ -506,7 +405,8 @@ class ChunkRunner:
             # Core executemany: no ORM bookkeeping for rows nobody reads back here.
             if batch.rows:
                 session.execute(insert(Extraction.__table__), batch.rows)
-            logs = batch.logs + self._opinion_log(batch)
+            logs = batch.logs + row_builders.opinion_log(
+                self.plan, batch.second_opinion_calls, batch.documents)
             if logs:
                 session.execute(insert(ProcessingLog.__table__), logs)
             progress.add_progress(session, self.plan.job_id, batch.delta)
