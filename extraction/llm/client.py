@@ -19,7 +19,8 @@ Why not instructor's own retry loop (``max_retries`` on a patched client, 1.17):
 only validation errors and hands transport errors back wrapped in ``InstructorRetryException``
 (so the SDK's status, headers and Retry-After are one level down), raises
 ``IncompleteOutputException`` on a truncated answer instead of re-asking, and cannot put a
-limiter around each HTTP attempt. Its building blocks — ``handle_response_model`` (request shaping per mode),
+limiter around each HTTP attempt. Its building blocks — ``handle_response_model`` (request
+shaping per mode),
 ``process_response_async`` (parsing) and ``handle_reask_kwargs`` (the re-ask messages) — are
 used unchanged, so the wire format per mode is instructor's.
 
@@ -341,11 +342,24 @@ class LLMClient:
                            tokens_cached=tally.tokens_cached)
         return error
 
-    def cost(self, model: str, tokens_in: int, tokens_out: int, tokens_cached: int = 0
-             ) -> float | None:
-        """US dollars for the tokens (cached ones at the cached rate), if the price table
-        knows ``model``."""
-        return self.prices.cost(model, tokens_in, tokens_out, tokens_cached=tokens_cached)
+    def cost(self, model: str, tokens_in: int, tokens_out: int, tokens_cached: int = 0,
+             *, batch: bool = False) -> float | None:
+        """US dollars for the tokens (cached ones at the cached rate; ``batch``: at the Batch
+        API's discount), if the price table knows ``model``."""
+        return self.prices.cost(model, tokens_in, tokens_out, tokens_cached=tokens_cached,
+                                batch=batch)
+
+    def _call_cost(self, model: str, tally: _Tally, batch_tokens: tuple[int, int, int]
+                   ) -> float | None:
+        """A call's cost: the answer a provider batch gave at the batch price, the re-asks
+        sent over HTTP after it (and every synchronous call) at the synchronous price."""
+        b_in, b_out, b_cached = batch_tokens
+        sync = self.cost(model, tally.tokens_in - b_in, tally.tokens_out - b_out,
+                         tally.tokens_cached - b_cached)
+        if not b_in and not b_out:
+            return sync
+        batch = self.cost(model, b_in, b_out, b_cached, batch=True)
+        return None if sync is None or batch is None else sync + batch
 
     async def complete(
         self,
@@ -384,8 +398,10 @@ class LLMClient:
         reask_limit = self.max_reasks if max_reasks is None else max_reasks
         batch_answer = answered is not None
         tally = _Tally()
+        batch_tokens = (0, 0, 0)  # of the tally's tokens, those of an answer from a batch
         started = time.perf_counter()
         while True:
+            from_batch = answered is not None
             if answered is not None:
                 completion, answered = answered, None
                 tally.attempts += 1
@@ -397,6 +413,8 @@ class LLMClient:
             tally.tokens_in += int(getattr(usage, "prompt_tokens", 0) or 0)
             tally.tokens_out += int(getattr(usage, "completion_tokens", 0) or 0)
             tally.tokens_cached += cached_tokens(usage)
+            if from_batch:
+                batch_tokens = (tally.tokens_in, tally.tokens_out, tally.tokens_cached)
             try:
                 output = await process_response_async(
                     completion, response_model=prepared, mode=self.mode, strict=False)
@@ -423,8 +441,7 @@ class LLMClient:
                 reasks=tally.reasks,
                 tokens_in=tally.tokens_in,
                 tokens_out=tally.tokens_out,
-                cost_usd=self.cost(model_name, tally.tokens_in, tally.tokens_out,
-                                   tally.tokens_cached),
+                cost_usd=self._call_cost(model_name, tally, batch_tokens),
                 latency_ms=(time.perf_counter() - started) * 1000,
                 token_probability=_token_probability(completion),
                 retry_waits=tally.waits,

@@ -8,6 +8,7 @@ resubmitted once; bad input is reported in the job's log; cancelling cancels the
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -107,6 +108,12 @@ def test_batch_run_gives_the_results_of_a_synchronous_run(
     db_url: str, llm: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _project(db_url, 12)
+    # Cached tokens at the full input price: the two runs' costs then differ only by the
+    # Batch API's discount, whatever the fake's prompt cache served.
+    price = {"input_per_million": 1.0, "output_per_million": 4.0,
+             "cached_input_per_million": 1.0, "batch_discount": 0.5}
+    monkeypatch.setenv("EXTRACTFLOW_LLM_PRICES",
+                       json.dumps({"fake-model": price, "fake-batch": price}))
     sync = run_cli("run", "full", "trials", "--json")
     assert sync.exit_code == 0, sync.stderr
     sync_job = sync.json()
@@ -129,6 +136,8 @@ def test_batch_run_gives_the_results_of_a_synchronous_run(
     assert job["llm_calls"] == 12 and job["tokens_in"] == sync_job["tokens_in"]
     assert job["tokens_out"] == sync_job["tokens_out"]
     assert _cells(db_url, job["id"]) == _cells(db_url, sync_job["id"])
+    assert sync_job["cost_usd"] > 0
+    assert job["cost_usd"] == pytest.approx(sync_job["cost_usd"] * 0.5, rel=1e-6)
     assert _posts(llm, "/v1/chat/completions") == chat_calls
     rows = _rows(db_url, job["id"])
     assert [r.lines_total for r in rows] == [5, 5, 2]
@@ -147,6 +156,8 @@ def test_per_variable_batch_run_matches_sync(db_url: str, llm: FakeLLMServer,
     job = run_cli("run", "collect", submitted["id"], "--wait", "--json").json()
     assert job["status"] == "COMPLETE" and job["llm_calls"] == 15  # 3 documents × 5 variables
     assert _cells(db_url, job["id"]) == _cells(db_url, sync_job["id"])
+    assert sync_job["cost_usd"] > 0
+    assert job["cost_usd"] == pytest.approx(sync_job["cost_usd"] * 0.5, rel=1e-6)
 
 
 @pytest.mark.slow
