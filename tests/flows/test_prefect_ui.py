@@ -56,12 +56,27 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[local_server
 @pytest.fixture
 def on_server(ui_server: local_server.ServerInfo, monkeypatch: pytest.MonkeyPatch
               ) -> Iterator[local_server.ServerInfo]:
-    """This test's Prefect client talks to the server (even under the session's harness)."""
+    """This test's Prefect client talks to the server (even under the session's harness).
+
+    The CLI runs a local flow in a thread of its own, and a new thread reads Prefect's
+    *global* settings context, not this thread's temporary settings: the global context is
+    re-read from the environment too (as a new CLI process would read it), and restored.
+    """
+    from prefect import context
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    previous = os.environ.get("PREFECT_API_URL")
     monkeypatch.setenv("PREFECT_API_URL", ui_server.api_url)  # what `connect` would set
-    with temporary_settings({PREFECT_API_URL: ui_server.api_url}):
-        yield ui_server
+    context.refresh_global_settings_context()
+    try:
+        with temporary_settings({PREFECT_API_URL: ui_server.api_url}):
+            yield ui_server
+    finally:
+        if previous is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = previous
+        context.refresh_global_settings_context()
 
 
 @pytest.fixture
