@@ -112,7 +112,7 @@ def report(result: dict[str, Any], samples: int) -> None:
           f"{job['llm_calls']} LLM calls ({job['llm_calls'] / docs:.1f} per report), job "
           f"{_seconds(job):.0f} s ({_seconds(job) / docs:.0f} s per report), CLI wall "
           f"{result['wall']:.0f} s")
-    print(f"support of answered cells: " + ", ".join(
+    print("support of answered cells: " + ", ".join(
         f"{s} {sum(c.get('support') == s for c in cells)}"
         for s in ("supported", "unsupported", "not_checkable")))
     print(f"right values flagged unsupported: "
@@ -127,8 +127,10 @@ def report(result: dict[str, Any], samples: int) -> None:
         cal = calibration(conf, right)
         rows = review_budget(conf, right)
         budget = "  ".join(
-            f"{r.share:.0%}: {r.after:.0%} ({round((r.after - r.before) * len(cells))}/"
-            f"{total_wrong})" for r in rows if r.after is not None and r.before is not None)
+            f"{r.share:.0%}: {r.accuracy_after:.0%} "
+            f"({round((r.accuracy_after - r.accuracy_before) * len(cells))}/"
+            f"{total_wrong})" for r in rows
+            if r.accuracy_after is not None and r.accuracy_before is not None)
         auroc = f"{cal.auroc:.3f}" if cal.auroc is not None else "n/a"
         ece = f"{cal.ece:.3f}" if cal.ece is not None else "n/a"
         print(f"{name:<20} {auroc:>6} {ece:>6} {np.nanmean(conf):>6.3f}   {budget}")
@@ -155,9 +157,10 @@ def main() -> None:
     else:
         with tempfile.TemporaryDirectory() as tmp:
             result = run(Path(tmp), args.docs, args.samples, args.model, args.threads)
+            result["samples"] = args.samples
         if args.save:
             args.save.write_text(json.dumps(result, default=str))
-    report(result, args.samples)
+    report(result, int(result.get("samples", args.samples)))
 
 
 if __name__ == "__main__":
