@@ -49,6 +49,7 @@ from extraction.run.estimate import _current
 from extraction.run.plan import resolve_options, select_documents
 from extraction.run.results import PromptInfo, VariableInfo
 from extraction.run.reuse import reusable_cells
+from extraction.run.second_opinion import OpinionPolicy
 
 __all__ = ["CallShape", "DocumentCalls", "Forecast", "document_calls", "forecast_run",
            "observed_usage"]
@@ -295,6 +296,9 @@ def forecast_run(
     cache_min = price.cache_min_tokens if price is not None else 0
     usage = observed_usage(session, project_row.id, chosen_model, chosen_mode)
 
+    # Second opinions (off by default) ask a single-call unit again: samples, challenger.
+    opinion_per_call = OpinionPolicy.from_settings(settings).calls_per_call
+    opinion_calls = 0
     to_do = reused = calls = tokens_in = cached = max_out = unparsed = 0
     previous = first = None
     for rows in _documents(session, ids):
@@ -321,6 +325,16 @@ def forecast_run(
             calls += len(shapes.calls)
             tokens_in += shapes.tokens_in
             max_out += shapes.max_tokens
+            units = 1 if chosen_mode == "per_document" else len(todo)
+            if opinion_per_call and len(shapes.calls) == units:  # split documents get none
+                opinion_calls += units * opinion_per_call
+                tokens_in += shapes.tokens_in * opinion_per_call
+                max_out += shapes.max_tokens * opinion_per_call
+    calls += opinion_calls
+    if opinion_calls:
+        notes.append(f"second opinions add {opinion_calls:,} of these calls "
+                     f"({opinion_per_call} per call: EXTRACTFLOW_SECOND_OPINION_SAMPLES, "
+                     "EXTRACTFLOW_CHALLENGER_MODEL), priced at the run model's price")
     per_call = usage.tokens_out_per_call
     if per_call is not None:
         tokens_out = math.ceil(per_call * calls)

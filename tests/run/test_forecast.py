@@ -101,6 +101,24 @@ def test_an_unchanged_project_estimates_nothing_to_do(db_url: str, llm: FakeLLMS
     assert again["cost_sync_usd"] == 0.0 and again["cells_reused"] == 15
 
 
+def test_second_opinions_are_counted_in_the_estimate(
+        db_url: str, llm: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Self-consistency samples and a challenger cost calls: the estimate says how many, and
+    the run makes that many."""
+    with db.session_scope(db_url) as s:
+        add_trial_documents(s, make_project(s), 4)
+    plain = _estimate("full", "trials")
+    monkeypatch.setenv("EXTRACTFLOW_SECOND_OPINION_SAMPLES", "2")
+    monkeypatch.setenv("EXTRACTFLOW_CHALLENGER_MODEL", "house-model")
+    asked = _estimate("full", "trials")
+    assert plain["calls"] == 4 and asked["calls"] == 4 * (1 + 2 + 1)
+    assert asked["tokens_in"] == 4 * plain["tokens_in"]
+    assert any("second opinions add 12" in note for note in asked["notes"])
+    ran = run_cli("run", "full", "trials", "--json")
+    assert ran.exit_code == 0, ran.stderr
+    assert llm.total_requests == asked["calls"] and ran.json()["llm_calls"] == asked["calls"]
+
+
 def test_an_unknown_price_gives_tokens_only(db_url: str, llm: FakeLLMServer, tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EXTRACTFLOW_LLM_MODEL", "mystery-model")
