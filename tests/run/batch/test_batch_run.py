@@ -104,16 +104,21 @@ def _wait_for(check: Callable[[], bool], timeout: float) -> None:
         time.sleep(0.1)
 
 
-def test_batch_run_gives_the_results_of_a_synchronous_run(
-    db_url: str, llm: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    _project(db_url, 12)
-    # Cached tokens at the full input price: the two runs' costs then differ only by the
-    # Batch API's discount, whatever the fake's prompt cache served.
+def _price_both_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same price for the sync and the batch run's model, cached tokens at the full input
+    price: the two runs' costs then differ only by the Batch API's discount, whatever the
+    fake's prompt cache served."""
     price = {"input_per_million": 1.0, "output_per_million": 4.0,
              "cached_input_per_million": 1.0, "batch_discount": 0.5}
     monkeypatch.setenv("EXTRACTFLOW_LLM_PRICES",
                        json.dumps({"fake-model": price, "fake-batch": price}))
+
+
+def test_batch_run_gives_the_results_of_a_synchronous_run(
+    db_url: str, llm: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _project(db_url, 12)
+    _price_both_models(monkeypatch)
     sync = run_cli("run", "full", "trials", "--json")
     assert sync.exit_code == 0, sync.stderr
     sync_job = sync.json()
@@ -150,6 +155,7 @@ def test_batch_run_gives_the_results_of_a_synchronous_run(
 def test_per_variable_batch_run_matches_sync(db_url: str, llm: FakeLLMServer,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     _project(db_url, 3)
+    _price_both_models(monkeypatch)
     sync_job = run_cli("run", "full", "trials", "--mode", "per_variable", "--json").json()
     llm.models = ["fake-model", "fake-batch"]
     submitted = _submit("--mode", "per_variable", "--model", "fake-batch")
