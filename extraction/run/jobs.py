@@ -250,16 +250,7 @@ def reopen_after_budget(session: Session, job: ProcessingJob) -> ProcessingJob:
         raise StateError(f"job {job.id} is {job.status.value} and was not stopped by its "
                          "budget cap; it cannot be resumed", field="status",
                          instance=str(job.id))
-    result = session.execute(
-        update(ProcessingJob)
-        .where(ProcessingJob.id == job.id, ProcessingJob.status == JobStatus.CANCELLED)
-        .values(status=JobStatus.PROCESSING, error=None, finished_at=None, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:
-        raise StateError(f"job {job.id} changed while it was resumed", field="status",
-                         instance=str(job.id))
-    session.refresh(job)
+    _reopen(session, job, JobStatus.CANCELLED, "while it was resumed")
     log_event(session, job.id, "job_resumed_after_budget",
               "resumed after its budget cap: cells already written are kept and skipped",
               level=LogLevel.WARNING)
@@ -280,21 +271,26 @@ def reopen_for_retry(session: Session, job: ProcessingJob, *, flow_run_id: str
             f"job {job.id} is {job.status.value}; only a retry of its own flow run may "
             "reopen a failed or cancelled job", field="status", instance=str(job.id))
     before = job.status
-    result = session.execute(
-        update(ProcessingJob)
-        .where(ProcessingJob.id == job.id, ProcessingJob.status == before)
-        .values(status=JobStatus.PROCESSING, finished_at=None, error=None,
-                updated_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:
-        raise StateError(f"job {job.id} changed while being reopened", field="status",
-                         instance=str(job.id))
-    session.refresh(job)
+    _reopen(session, job, before, "while being reopened")
     log_event(session, job.id, "job_retried",
               f"{before.value} job reopened by a retry of flow run {flow_run_id}; the cells "
               "already extracted are kept", details={"from": before.value})
     return job
+
+
+def _reopen(session: Session, job: ProcessingJob, expected: JobStatus, during: str) -> None:
+    """``expected`` → PROCESSING, clearing the end (error, finished_at): a compare-and-set
+    like :func:`transition`, shared by the two ways out of a final status."""
+    result = session.execute(
+        update(ProcessingJob)
+        .where(ProcessingJob.id == job.id, ProcessingJob.status == expected)
+        .values(status=JobStatus.PROCESSING, error=None, finished_at=None, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        raise StateError(f"job {job.id} changed {during}", field="status",
+                         instance=str(job.id))
+    session.refresh(job)
 
 
 def is_cancelled(session: Session, job_id: uuid.UUID) -> bool:
