@@ -9,6 +9,11 @@ by :func:`flows.bootstrap.bootstrap`): runs appear in its UI, and a command skip
 Prefect's temporary server, which is most of a small run's fixed cost. An explicit
 ``PREFECT_API_URL`` always wins; a state file whose server is gone is ignored.
 
+Beside it runs the run host (:mod:`flows.run_host`, ``run_host=False`` to do without): a warm
+process that runs the CLI's jobs with Prefect and the LLM stack already imported, so
+``extractflow run sample`` costs about what its database work does. Its token is in a file of
+its own, readable by its owner only.
+
 This module does not import Prefect: the server is a child process, and the CLI's ``server``
 commands stay fast.
 """
@@ -22,15 +27,21 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from config.settings import Settings, get_settings
 from extraction.errors import ConfigError
 
-__all__ = ["ServerInfo", "connect", "flow_run_url", "running", "start", "status", "stop"]
+if TYPE_CHECKING:
+    from flows.run_host_client import HostAddress
+
+__all__ = ["ServerInfo", "connect", "flow_run_url", "run_host", "running", "start", "status",
+           "stop"]
 
 _STATE = "server.json"
+_HOST_TOKEN = "run-host.token"
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,9 @@ class ServerInfo:
     ui_url: str
     home: str
     log: str
+    host_pid: int | None = None
+    host_port: int | None = None
+    host_log: str | None = None
 
 
 def _dir(settings: Settings) -> Path:
@@ -89,9 +103,10 @@ def _prefect_command() -> list[str]:
 
 
 def start(settings: Settings | None = None, *, port: int | None = None,
-          timeout: float = 120.0) -> tuple[ServerInfo, bool]:
+          timeout: float = 120.0, run_host: bool = True) -> tuple[ServerInfo, bool]:
     """Start the server in the background, unless it runs; returns it and whether it was
-    started now. Waits until its API answers.
+    started now. Waits until its API answers, and with ``run_host`` until the run host is
+    ready (a host that does not start is left out: the CLI then runs jobs itself).
 
     Raises:
         ConfigError: The port is taken by something else, or the server did not start
@@ -100,6 +115,9 @@ def start(settings: Settings | None = None, *, port: int | None = None,
     settings = settings or get_settings()
     current = running(settings)
     if current is not None:
+        if run_host and (current.host_pid is None or not _alive(current.host_pid)):
+            current = _start_host(current, _dir(settings), timeout)  # it died: a new one
+            (_dir(settings) / _STATE).write_text(json.dumps(asdict(current)))
         return current, False
     port = port or settings.server_port
     folder = _dir(settings)
@@ -135,8 +153,72 @@ def start(settings: Settings | None = None, *, port: int | None = None,
             raise ConfigError(f"the Prefect server did not start (see {log})",
                               field="server_port")
         time.sleep(0.3)
+    if run_host:
+        info = _start_host(info, folder, timeout)
     (folder / _STATE).write_text(json.dumps(asdict(info)))
     return info, True
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_host(info: ServerInfo, folder: Path, timeout: float) -> ServerInfo:
+    """Start the run host for the server ``info``; ``info`` with its pid and port once it
+    answers, or unchanged (and the host stopped) if it does not within ``timeout``."""
+    import secrets
+
+    from flows.run_host_client import HostAddress
+
+    token_file = folder / _HOST_TOKEN
+    token_file.touch(mode=0o600)
+    token_file.chmod(0o600)
+    token = secrets.token_urlsafe(24)
+    token_file.write_text(token)
+    port, log = _free_port(), folder / "run-host.log"
+    host_env = {**os.environ, "PREFECT_API_URL": info.api_url}
+    root = str(Path(__file__).resolve().parent.parent)
+    host_env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, host_env.get("PYTHONPATH")]))
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "flows.run_host", "--port", str(port), "--token-file",
+             str(token_file)],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=host_env,
+            start_new_session=True)
+    address = HostAddress(port=port, token=token)
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            if address.request("GET", "/health", timeout=1.0)[0] == 200:
+                return replace(info, host_pid=process.pid, host_port=port, host_log=str(log))
+        except OSError:
+            pass
+        time.sleep(0.3)
+    if process.poll() is None:
+        _terminate(process.pid)
+    return replace(info, host_log=str(log))
+
+
+def run_host(settings: Settings | None = None) -> HostAddress | None:
+    """Where the local server's run host listens, if it was started and is alive, and the
+    server is the one in use (no ``PREFECT_API_URL`` pointing at another)."""
+    settings = settings or get_settings()
+    info = running(settings)
+    if info is None or info.host_pid is None or info.host_port is None \
+            or not _alive(info.host_pid) \
+            or os.environ.get("PREFECT_API_URL") not in (None, info.api_url):
+        return None
+    from flows.run_host_client import HostAddress
+
+    try:
+        token = (_dir(settings) / _HOST_TOKEN).read_text().strip()
+    except OSError:
+        return None
+    return HostAddress(port=info.host_port, token=token)
 
 
 def _terminate(pid: int, wait: float = 15.0) -> None:
@@ -169,9 +251,14 @@ def stop(settings: Settings | None = None) -> ServerInfo | None:
     info = _read(settings)
     if info is None:
         return None
+    if info.host_pid is not None and _alive(info.host_pid):
+        from flows.run_host import STOP_GRACE_SECONDS
+
+        _terminate(info.host_pid, wait=STOP_GRACE_SECONDS + 10)  # it cancels its jobs first
     if _alive(info.pid):
         _terminate(info.pid)
     (_dir(settings) / _STATE).unlink(missing_ok=True)
+    (_dir(settings) / _HOST_TOKEN).unlink(missing_ok=True)
     return info
 
 
@@ -183,6 +270,7 @@ def status(settings: Settings | None = None) -> dict[str, object]:
     data: dict[str, object] = {"running": up is not None}
     if info is not None:
         data.update(asdict(info))
+    data["run_host"] = up is not None and run_host(settings) is not None
     data["in_use"] = up is not None and os.environ.get("PREFECT_API_URL") in (None, up.api_url)
     return data
 

@@ -2,6 +2,9 @@
 
 Three ways, one outcome: the flow runs in this process with a progress bar (default), in a
 detached process (``--no-wait``), or as a deployment on a Prefect server (``--deployment``).
+When ``extractflow server start`` runs, the first two hand the job to its run host instead
+(:mod:`flows.run_host`: the same flow, already imported), and fall back to this process
+whenever the host cannot take it.
 Whichever it is, the job row already exists, so a flow that cannot be launched leaves no
 PENDING job behind, Ctrl-C cancels the job keeping its work, and the exit code says how the
 job ended (0 COMPLETE, 11 FAILED, 12 CANCELLED).
@@ -11,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -29,6 +32,9 @@ from extraction.cli._progress import describe_outcome, follow_job, read_job
 from extraction.cli._signals import interrupted, interrupts_raise
 from extraction.models import JobKind, JobStatus, ProcessingJob
 from extraction.run import jobs
+
+if TYPE_CHECKING:
+    from flows.run_host_client import HostedJob
 
 __all__ = ["exit_for", "launch", "report", "report_waiting", "wait_local"]
 
@@ -104,8 +110,66 @@ def _run_link(job_id: str, flow_run_id: str | None = None, *, wait: float = 0.0
     return flow_run_url(flow_run_id) if flow_run_id else None
 
 
+def _hand_to_host(kind: JobKind, project: str, job_id: str, *, force: bool, show: bool
+                  ) -> HostedJob | None:
+    """The job, taken by the local server's run host; None when there is none or it cannot
+    take this job (said when ``show``, with what to do)."""
+    from flows.local_server import run_host
+    from flows.run_host_client import hand_over
+
+    hosted, why_not = hand_over(run_host(), job_id=job_id, kind=kind.value, project=project,
+                                force=force)
+    if why_not and show:
+        err_console.print(f"Running here, not on the run host: {why_not}; restart it with "
+                          "`extractflow server stop && extractflow server start`.",
+                          markup=False, highlight=False)
+    return hosted
+
+
+def _wait_hosted(hosted: HostedJob, show: bool) -> dict[str, Any]:
+    """Follow a job the run host runs; Ctrl-C cancels it (its work is kept)."""
+    from flows.local_server import connect
+
+    job_id = hosted.job_id
+    connect()  # for the run's link: the host's server is the local one
+    with interrupts_raise():
+        try:
+            link = _run_link(job_id, wait=30.0) if show else None
+            if link:
+                console.print(f"Flow run: {link}", markup=False)
+            follow_job(job_id, alive=hosted.running, show=show, interval=0.1)
+        except KeyboardInterrupt:
+            err_console.print("Cancelling… (everything done is kept)")
+            with db_session() as s:
+                job = jobs.get_job(s, job_id)
+                if job.status not in jobs.TERMINAL:
+                    jobs.cancel_job(s, job, reason="cancelled with Ctrl-C")
+            _wait_until(lambda: not hosted.running(), seconds=60)
+    data = read_job(job_id)
+    if data["status"] not in {s.value for s in jobs.TERMINAL}:
+        found = hosted.status()
+        data["error"] = data.get("error") or (
+            (found or {}).get("error") or (found or {}).get("message")
+            or "the run host is gone (killed?) and the job did not end; everything done is "
+               f"kept: finish it with `extractflow run resume {job_id[:8]} --force`")
+    return data
+
+
+def _wait_until(done: Any, seconds: float) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def wait_local(kind: JobKind, project: str, job_id: str, *, force: bool, show: bool
                 ) -> dict[str, Any]:
+    """Run the job's flow to its end — on the run host when it takes it, else here — and
+    return the job as it ended."""
+    hosted = _hand_to_host(kind, project, job_id, force=force, show=show)
+    if hosted is not None:
+        return _wait_hosted(hosted, show)
     with interrupts_raise():
         thread, box = _run_in_thread(kind, project, job_id, force)
         try:
@@ -166,6 +230,12 @@ def launch(kind: JobKind, data: dict[str, Any], *, no_wait: bool, deployment: bo
             report(read_job(job_id), json_out, started=True)
             return
         report(follow_job(job_id, show=not json_out), json_out)
+        return
+    if no_wait and _hand_to_host(kind, project, job_id, force=force, show=not json_out):
+        if not json_out:
+            console.print(f"Job {job_id} started on the run host; follow it with "
+                          f"`extractflow job watch {job_id[:8]}`")
+        report(read_job(job_id), json_out, started=True)
         return
     if no_wait:
         from flows.launch import spawn_local

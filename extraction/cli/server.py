@@ -30,14 +30,18 @@ def start(
         emit_json({**local_server.status(), "started": started})
         return
     verb = "Started" if started else "Already running:"
+    host = (f"the run host (pid {info.host_pid}) runs `extractflow run` jobs warm"
+            if info.host_pid else f"the run host did not start (see {info.host_log}): runs "
+            "start in their own command")
     console.print(f"{verb} Prefect server (pid {info.pid}); UI {info.ui_url} · API "
-                  f"{info.api_url}\nextractflow commands now use it; stop it with "
-                  "`extractflow server stop`.")
+                  f"{info.api_url}; {host}.\nextractflow commands now use it; stop it with "
+                  "`extractflow server stop`.", markup=False)
 
 
 @app.command("stop")
 def stop(json_out: JsonOption = False) -> None:
-    """Stop the local server (its runs and logs are kept for the next start)."""
+    """Stop the local server and its run host, which cancels the jobs it runs keeping their
+    work (the server's runs and logs are kept for the next start)."""
     from flows import local_server
 
     info = local_server.stop()
@@ -58,8 +62,10 @@ def status(json_out: JsonOption = False) -> None:
         emit_json(data)
     elif data["running"]:
         console.print(f"Running (pid {data['pid']}): UI {data['ui_url']} · API "
-                      f"{data['api_url']}" + ("" if data["in_use"] else
-                                              " — not used: PREFECT_API_URL points elsewhere"))
+                      f"{data['api_url']} · run host "
+                      + (f"pid {data['host_pid']}" if data["run_host"] else "not running")
+                      + ("" if data["in_use"] else
+                         " — not used: PREFECT_API_URL points elsewhere"), markup=False)
     else:
         console.print("Not running; start it with `extractflow server start`.")
     if not data["running"]:

@@ -18,8 +18,9 @@ import threading
 
 __all__ = ["LLM_STACK", "start", "wait"]
 
-#: What the extract stage needs that nothing earlier in a run imports.
-LLM_STACK = ("extraction.llm.client", "extraction.run.extractor")
+#: What the extract stage needs that nothing earlier in a run imports. ``openai.resources``
+#: (chat, files, batches) is what the SDK imports on a client's first call, the largest part.
+LLM_STACK = ("extraction.llm.client", "extraction.run.extractor", "openai.resources")
 
 _thread: threading.Thread | None = None
 _lock = threading.Lock()

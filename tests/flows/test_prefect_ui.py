@@ -45,7 +45,8 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[local_server
     """``extractflow server start``'s server, in a home of its own, for the module."""
     home = tmp_path_factory.mktemp("server-home")
     settings = Settings(home=home)
-    info, started = local_server.start(settings, port=_free_port())
+    # no run host: these tests' commands run in-process, as without one (test_run_host.py)
+    info, started = local_server.start(settings, port=_free_port(), run_host=False)
     assert started
     try:
         yield info
