@@ -223,6 +223,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("httpx", "httpx2"):  # a line per API or LLM call otherwise
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     with open(args.token_file, encoding="utf-8") as f:
         token = f.read().strip()
     from extraction.cli._common import quiet_prefect_console

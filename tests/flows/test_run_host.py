@@ -77,6 +77,11 @@ class Machine:
     def info(self) -> local_server.ServerInfo:
         return local_server._read(Settings(home=self.home))  # type: ignore[return-value]
 
+    def ensure_started(self) -> None:
+        """``server start`` (at once when it runs with its host)."""
+        started = self.run("server", "start", "--port", str(_free_port()), timeout=300)
+        assert started.returncode == 0 and self.info().host_pid, started.stdout + started.stderr
+
     def host_log(self) -> str:
         return Path(self.info().host_log or "").read_text()
 
@@ -89,7 +94,8 @@ class Machine:
 
 
 @pytest.fixture(scope="module")
-def machine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Machine]:
+def one_machine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Machine]:
+    """One home and server for the module (a server and its host take ~20 s to start)."""
     home = tmp_path_factory.mktemp("host-home")
     with FakeLLMServer(model="fake-model") as llm:
         box = Machine(home, llm)
@@ -97,13 +103,18 @@ def machine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Machine]:
         with db.session_scope(box.url) as s:
             add_trial_documents(s, make_project(s), 12)
         db.dispose_engines()
-        started = box.run("server", "start", "--port", str(_free_port()), timeout=300)
-        assert started.returncode == 0, started.stdout + started.stderr
         try:
-            assert box.info().host_pid, box.info()
+            box.ensure_started()
             yield box
         finally:
             box.run("server", "stop", timeout=120)
+
+
+@pytest.fixture
+def machine(one_machine: Machine) -> Machine:
+    """The module's machine with its server and run host running (a test may stop them)."""
+    one_machine.ensure_started()
+    return one_machine
 
 
 def _job_id(output: str) -> str:
@@ -165,56 +176,81 @@ def test_ctrl_c_cancels_the_hosted_run_and_keeps_its_work(machine: Machine) -> N
     assert again.returncode == 0 and "Running here" not in again.stderr  # the host goes on
 
 
-def test_a_killed_host_leaves_a_job_that_resume_finishes(tmp_path: Path) -> None:
-    with FakeLLMServer(model="fake-model", latency=0.3) as llm:
-        box = Machine(tmp_path / "home", llm)
-        box.home.mkdir()
-        db.upgrade_database(box.url)
-        with db.session_scope(box.url) as s:
-            add_trial_documents(s, make_project(s), 8)
-        db.dispose_engines()
-        started = box.run("server", "start", "--port", str(_free_port()), timeout=300)
-        assert started.returncode == 0, started.stdout + started.stderr
-        try:
-            command = box.start("run", "full", "trials")
-            job_id = _wait_for_line(command, "Job ")
-            _wait(lambda: box.job(job_id)["documents_completed"] >= 1)
-            os.kill(box.info().host_pid, signal.SIGKILL)  # type: ignore[arg-type]
-            out, err = command.communicate(timeout=120)
-            assert command.returncode != 0
-            assert f"extractflow run resume {job_id[:8]} --force" in out + err
-            assert box.job(job_id)["status"] == "PROCESSING"  # nothing done is lost
-            llm.latency = 0.0
-            resumed = box.run("run", "resume", job_id[:8], "--force", timeout=300)
-            assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-            job = box.job(job_id)
-            assert job["status"] == "COMPLETE" and job["documents_completed"] == 8
-        finally:
-            stopped = box.run("server", "stop", timeout=120)
-            assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+def test_a_cancel_in_the_prefect_ui_stops_the_hosted_run(machine: Machine) -> None:
+    with db.session_scope(machine.url) as s:
+        from extraction import codebook
+
+        add_trial_documents(s, codebook.get_project(s, "trials"), 6, start=100)
+    machine.llm.latency = 1.0
+    try:
+        command = machine.start("run", "full", "trials")
+        job_id = _wait_for_line(command, "Job ")
+        _wait(lambda: machine.job(job_id)["documents_completed"] >= 1)
+        flow_run_id = machine.job(job_id)["flow_run_id"]
+        request = urllib.request.Request(  # what the UI's Cancel button sends
+            f"{machine.info().api_url}/flow_runs/{flow_run_id}/set_state", method="POST",
+            data=json.dumps({"state": {"type": "CANCELLING"}, "force": True}).encode(),
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status in (200, 201)
+        out, err = command.communicate(timeout=120)
+    finally:
+        machine.llm.latency = 0.0
+    assert command.returncode == 12, out + err
+    job = machine.job(job_id)
+    assert job["status"] == "CANCELLED" and "cancelled in Prefect" in job["error"]
+    assert job["documents_completed"] < job["documents_total"]
 
 
-def test_server_stop_cancels_the_hosts_runs_and_their_work_stays(tmp_path: Path) -> None:
-    with FakeLLMServer(model="fake-model", latency=1.5) as llm:
-        box = Machine(tmp_path / "home", llm)
-        box.home.mkdir()
-        db.upgrade_database(box.url)
-        with db.session_scope(box.url) as s:
-            add_trial_documents(s, make_project(s), 8)
-        db.dispose_engines()
-        started = box.run("server", "start", "--port", str(_free_port()), timeout=300)
-        assert started.returncode == 0, started.stdout + started.stderr
-        submitted = box.run("run", "full", "trials", "--no-wait")
-        assert "started on the run host" in submitted.stdout, submitted.stdout + submitted.stderr
+def test_a_killed_host_leaves_a_job_that_resume_finishes_and_start_brings_it_back(
+        machine: Machine) -> None:
+    with db.session_scope(machine.url) as s:
+        from extraction import codebook
+
+        add_trial_documents(s, codebook.get_project(s, "trials"), 6, start=200)
+    machine.llm.latency = 1.0
+    try:
+        command = machine.start("run", "full", "trials")
+        job_id = _wait_for_line(command, "Job ")
+        _wait(lambda: machine.job(job_id)["documents_completed"] >= 1)
+        killed = machine.info().host_pid
+        os.kill(killed, signal.SIGKILL)  # type: ignore[arg-type]
+        out, err = command.communicate(timeout=120)
+    finally:
+        machine.llm.latency = 0.0
+    assert command.returncode != 0
+    assert f"extractflow run resume {job_id[:8]} --force" in out + err
+    assert machine.job(job_id)["status"] == "PROCESSING"  # nothing done is lost
+    resumed = machine.run("run", "resume", job_id[:8], "--force")  # no host: runs itself
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    job = machine.job(job_id)
+    assert job["status"] == "COMPLETE" and job["documents_completed"] == job["documents_total"]
+    again = machine.run("server", "start")  # the server runs: a new host
+    assert again.returncode == 0 and "Already running" in again.stdout, again.stdout
+    assert machine.info().host_pid not in (None, killed)
+
+
+def test_server_stop_cancels_the_hosts_runs_and_their_work_stays(machine: Machine) -> None:
+    with db.session_scope(machine.url) as s:
+        from extraction import codebook
+
+        add_trial_documents(s, codebook.get_project(s, "trials"), 6, start=300)
+    machine.llm.latency = 1.5
+    try:
+        submitted = machine.run("run", "full", "trials", "--no-wait")
+        assert "started on the run host" in submitted.stdout, \
+            submitted.stdout + submitted.stderr
         job_id = _job_id(submitted.stdout)
-        _wait(lambda: box.job(job_id)["documents_completed"] >= 1)
-        host_log = box.info().host_log
-        stopped = box.run("server", "stop", timeout=120)
-        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
-        job = box.job(job_id)
-        assert job["status"] == "CANCELLED" and "run host stopped" in job["error"]
-        assert 1 <= job["documents_completed"] < 8
-        assert "run host stopped" in Path(host_log or "").read_text()
+        _wait(lambda: machine.job(job_id)["documents_completed"] >= 1)
+        host_log = machine.info().host_log
+        stopped = machine.run("server", "stop", timeout=120)
+    finally:
+        machine.llm.latency = 0.0
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    job = machine.job(job_id)
+    assert job["status"] == "CANCELLED" and "run host stopped" in job["error"]
+    assert 1 <= job["documents_completed"] < job["documents_total"]
+    assert "run host stopped" in Path(host_log or "").read_text()
 
 
 def _wait_for_line(command: subprocess.Popen[str], prefix: str) -> str:
