@@ -128,7 +128,9 @@ def test_batch_run_gives_the_results_of_a_synchronous_run(
     # asking another model name for the batch run (the fake accepts any listed model).
     llm.models = ["fake-model", "fake-batch"]
     monkeypatch.setenv("EXTRACTFLOW_BATCH_MAX_REQUESTS", "5")
-    llm.batches.completion_delay = 0.5
+    # long enough that the batches are still running when the submitting command returns,
+    # on a loaded machine too (0.5 s was not)
+    llm.batches.completion_delay = 3.0
     submitted = _submit("--model", "fake-batch")
     assert submitted["status"] == "PROCESSING"
     assert submitted["batches"]["batches"] == 3  # 12 requests, 5 per batch
