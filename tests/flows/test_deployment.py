@@ -38,7 +38,10 @@ def worker(prefect_server: dict[str, str], db_url: str, tmp_path: Path,
     with FakeLLMServer(model="fake-model") as llm:
         point_at_fake_llm(monkeypatch, llm.base_url)
         env = {**prefect_server, **{k: v for k, v in os.environ.items()
-                                     if k.startswith("EXTRACTFLOW_")}}
+                                     if k.startswith("EXTRACTFLOW_")},
+               # the pool is polled every second (Prefect's default: 10 s), so a new or
+               # retried flow run is picked up at once rather than up to 10 s later
+               "PREFECT_WORKER_QUERY_SECONDS": "1"}
         log = (tmp_path / "worker.log").open("wb")
         process = subprocess.Popen(
             [PREFECT, "worker", "start", "--pool", "extractflow", "--type", "process",
