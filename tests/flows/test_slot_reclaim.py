@@ -71,13 +71,21 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+@pytest.fixture(scope="module")
+def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shared PREFECT_HOME of the embedded mode, for the module: the first test's first
+    command migrates Prefect's database there (~14 s on 2 cores), the others reuse it. Each
+    test's limit name is its own, so what earlier tests left there does not matter."""
+    return tmp_path_factory.mktemp("prefect-home")
+
+
 @pytest.fixture
-def llm(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeLLMServer]:
+def llm(monkeypatch: pytest.MonkeyPatch, prefect_home: Path) -> Iterator[FakeLLMServer]:
     with FakeLLMServer(model="fake-model") as server:
         point_at_fake_llm(monkeypatch, server.base_url, llm_concurrency=4,
                           global_concurrency_limit=4, documents_per_chunk=2,
                           global_concurrency_limit_name=f"xf-{uuid.uuid4().hex[:8]}")
-        monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))
+        monkeypatch.setenv("PREFECT_HOME", str(prefect_home))
         monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         monkeypatch.delenv("PREFECT_API_URL", raising=False)
         yield server
