@@ -45,18 +45,16 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 1
     raise RuntimeError("prefect server did not become healthy")
 
 
-def stop_worker(process: subprocess.Popen[bytes], grace: float = 3.0,
+def stop_worker(*processes: subprocess.Popen[bytes], grace: float = 3.0,
                 group: bool = False) -> None:
-    """Stop a ``prefect worker start`` process: SIGTERM, then SIGKILL after ``grace``.
+    """Stop ``prefect worker start`` processes: SIGTERM to all, then SIGKILL to those still
+    alive ``grace`` seconds later.
 
-    Prefect's worker turns the SIGTERM into a SIGINT to itself and then does not exit when
-    it has no flow run left (measured: still alive after 15 s), so waiting longer only costs
-    time. ``group``: the worker leads its own process group; signal all of it.
+    Prefect's worker turns the SIGTERM into a SIGINT to itself and then often does not exit
+    when it has no flow run left (measured: still alive after 15 s), so waiting longer only
+    costs time. ``group``: each worker leads its own process group; signal all of it.
     """
-    if process.poll() is not None:
-        return
-
-    def send(sig: int) -> None:
+    def send(process: subprocess.Popen[bytes], sig: int) -> None:
         try:
             if group:
                 os.killpg(process.pid, sig)
@@ -65,12 +63,16 @@ def stop_worker(process: subprocess.Popen[bytes], grace: float = 3.0,
         except ProcessLookupError:
             pass
 
-    send(signal.SIGTERM)
-    try:
-        process.wait(grace)
-    except subprocess.TimeoutExpired:
-        send(signal.SIGKILL)
-        process.wait(10)
+    alive = [p for p in processes if p.poll() is None]
+    for process in alive:
+        send(process, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for process in alive:
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            send(process, signal.SIGKILL)
+            process.wait(10)
 
 
 @pytest.fixture(scope="session")

@@ -76,8 +76,7 @@ class Workers:
         proc.wait(10)
 
     def stop_all(self) -> None:
-        for proc in self.procs.values():
-            stop_worker(proc, group=True)
+        stop_worker(*self.procs.values(), group=True)
 
 
 @pytest.fixture
