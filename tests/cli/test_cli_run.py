@@ -118,16 +118,24 @@ def test_resume_refuses_finished_and_live_jobs(db_url: str, llm: FakeLLMServer) 
         assert jobs.get_job(s, live_id).status is JobStatus.COMPLETE
 
 
+@pytest.fixture(scope="module")
+def ephemeral_prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A PREFECT_HOME for the real CLI processes of this module: the first run (sqlite)
+    starts on a fresh home, as a new user's does, and migrates Prefect's database there
+    (~14 s on 2 cores); the second (postgres, the same Prefect side) reuses it."""
+    return tmp_path_factory.mktemp("prefect")
+
+
 @pytest.mark.slow
 def test_a_real_cli_process_shows_no_prefect_noise(
-    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ephemeral_prefect_home: Path
 ) -> None:
     """The console script on Prefect's ephemeral API: outcome on stdout, nothing else."""
     with FakeLLMServer(model="fake-model") as server:
         point_at_fake_llm(monkeypatch, server.base_url)
         _documents(db_url, 3)
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
-        env.update(PYTHONPATH=str(ROOT), PREFECT_HOME=str(tmp_path / "prefect"))
+        env.update(PYTHONPATH=str(ROOT), PREFECT_HOME=str(ephemeral_prefect_home))
         done = subprocess.run([sys.executable, "-m", "extraction", "run", "sample", "trials",
                                "--n", "3"], env=env, cwd=tmp_path, capture_output=True, check=False,
                               text=True, timeout=180)

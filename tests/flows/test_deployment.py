@@ -11,11 +11,8 @@ with its summary, no error-level log line, and Prefect's Retry of that run resum
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,67 +25,10 @@ from extraction.run import jobs
 from testing.fake_llm_server import FakeLLMServer
 from testing.run_factory import add_trial_documents, make_project, point_at_fake_llm
 from tests.cli_helpers import run_cli
+from tests.flows.conftest import PREFECT, ROOT, stop_worker
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
-PREFECT = str(Path(sys.executable).with_name("prefect"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"prefect server exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError("prefect server did not become healthy")
-
-
-@pytest.fixture(scope="module")
-def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A real Prefect server on a free port; yields the environment clients need."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-        "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
-        "EXTRACTFLOW_CHECKOUT": str(ROOT),
-        "PYTHONPATH": str(ROOT),
-    }
-    log = (home / "server.log").open("wb")
-    server = subprocess.Popen(
-        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-    )
-    try:
-        _wait_healthy(env["PREFECT_API_URL"], server)
-        subprocess.run([PREFECT, "--no-prompt", "work-pool", "create", "extractflow",
-                        "--type", "process"], env=env, check=True, cwd=ROOT,
-                       capture_output=True)
-        deployed = subprocess.run([PREFECT, "--no-prompt", "deploy", "--all"], env=env,
-                                  cwd=ROOT, capture_output=True, text=True, check=False)
-        assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
-        yield env
-    finally:
-        server.terminate()
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+__all__ = ["PREFECT", "ROOT"]  # the server (prefect_server) is the session's: tests/flows/conftest.py
 
 
 @pytest.fixture
@@ -98,7 +38,10 @@ def worker(prefect_server: dict[str, str], db_url: str, tmp_path: Path,
     with FakeLLMServer(model="fake-model") as llm:
         point_at_fake_llm(monkeypatch, llm.base_url)
         env = {**prefect_server, **{k: v for k, v in os.environ.items()
-                                     if k.startswith("EXTRACTFLOW_")}}
+                                     if k.startswith("EXTRACTFLOW_")},
+               # the pool is polled every second (Prefect's default: 10 s), so a new or
+               # retried flow run is picked up at once rather than up to 10 s later
+               "PREFECT_WORKER_QUERY_SECONDS": "1"}
         log = (tmp_path / "worker.log").open("wb")
         process = subprocess.Popen(
             [PREFECT, "worker", "start", "--pool", "extractflow", "--type", "process",
@@ -108,11 +51,7 @@ def worker(prefect_server: dict[str, str], db_url: str, tmp_path: Path,
         try:
             yield llm
         finally:
-            process.terminate()
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop_worker(process)
             log.close()
 
 

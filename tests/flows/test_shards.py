@@ -29,10 +29,10 @@ from extraction import db
 from extraction.models import Extraction, JobShard, ProcessingJob, ProcessingLog
 from testing.fake_llm_server import FakeLLMServer
 from testing.run_factory import add_trial_documents, make_project, point_at_fake_llm
-from tests.flows.test_deployment import PREFECT, ROOT, _api_settings, prefect_server
+from tests.flows.conftest import PREFECT, ROOT, stop_worker
+from tests.flows.test_deployment import _api_settings
 
 pytestmark = pytest.mark.slow
-__all__ = ["prefect_server"]  # the module-scoped server fixture, shared with the deployments
 
 LIMIT = 8
 DOCUMENTS = 200
@@ -76,14 +76,7 @@ class Workers:
         proc.wait(10)
 
     def stop_all(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop_worker(*self.procs.values(), group=True)
 
 
 @pytest.fixture

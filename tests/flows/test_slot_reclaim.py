@@ -1,7 +1,8 @@
 """A run killed while it holds the shared LLM slots does not block the next run.
 
 Both ways Prefect runs here: the embedded mode (every command starts its own temporary API
-server on a shared ``PREFECT_HOME``) and a real ``prefect server start`` that the test starts.
+server on a shared ``PREFECT_HOME``) and a real ``prefect server start`` (the session's, from
+tests/flows/conftest.py).
 The first run holds every slot of the global limit, is SIGKILL'd, and the next run must
 reclaim the slots and start its LLM calls within a few seconds; in the embedded mode the
 killed command's temporary server must not outlive it.
@@ -12,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +22,6 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import select
 
@@ -72,19 +71,21 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+@pytest.fixture(scope="module")
+def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shared PREFECT_HOME of the embedded mode, for the module: the first test's first
+    command migrates Prefect's database there (~14 s on 2 cores), the others reuse it. Each
+    test's limit name is its own, so what earlier tests left there does not matter."""
+    return tmp_path_factory.mktemp("prefect-home")
 
 
 @pytest.fixture
-def llm(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeLLMServer]:
+def llm(monkeypatch: pytest.MonkeyPatch, prefect_home: Path) -> Iterator[FakeLLMServer]:
     with FakeLLMServer(model="fake-model") as server:
         point_at_fake_llm(monkeypatch, server.base_url, llm_concurrency=4,
                           global_concurrency_limit=4, documents_per_chunk=2,
                           global_concurrency_limit_name=f"xf-{uuid.uuid4().hex[:8]}")
-        monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))
+        monkeypatch.setenv("PREFECT_HOME", str(prefect_home))
         monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         monkeypatch.delenv("PREFECT_API_URL", raising=False)
         yield server
@@ -186,27 +187,10 @@ def test_killed_embedded_run_frees_its_slots_and_its_server(db_url: str, llm: Fa
 
 
 def test_killed_run_frees_its_slots_on_a_prefect_server(db_url: str, llm: FakeLLMServer,
-                                                         tmp_path: Path) -> None:
-    port = _free_port()
-    env = _env(None)
-    env["PREFECT_SERVER_LOGGING_LEVEL"] = "ERROR"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-         "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
-    api_url = f"http://127.0.0.1:{port}/api"
-    try:
-        def healthy() -> bool:
-            try:
-                return httpx.get(f"{api_url}/health", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        _wait_for(healthy, 120, "prefect server start")
-        outcome = _kill_holder_then_run_next(db_url, llm, api_url)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(30)
+                                                         prefect_api: dict[str, str]) -> None:
+    # the session's `prefect server start` (tests/flows/conftest.py): the global limit's
+    # name is this test's own, so the server's other limits and runs do not matter
+    outcome = _kill_holder_then_run_next(db_url, llm, prefect_api["PREFECT_API_URL"])
     assert outcome["second"]["status"] == "COMPLETE"
     assert len(outcome["calls"]) == 4
     assert outcome["reclaimed"], "the dead run's slots were not reclaimed"
