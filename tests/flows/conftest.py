@@ -9,6 +9,7 @@ flow runs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -75,11 +76,10 @@ def stop_worker(*processes: subprocess.Popen[bytes], grace: float = 3.0,
             process.wait(10)
 
 
-@pytest.fixture(scope="session")
-def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A real ``prefect server start`` on a free port for the session; yields the
+@contextlib.contextmanager
+def running_prefect_server(home: Path) -> Iterator[dict[str, str]]:
+    """A real ``prefect server start`` on a free port with its home in ``home``; yields the
     environment its clients need (no EXTRACTFLOW_ settings: each test adds its own)."""
-    home = tmp_path_factory.mktemp("prefect-home")
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("EXTRACTFLOW_")},
@@ -110,14 +110,25 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         log.close()
 
 
-@pytest.fixture(scope="session")
-def prefect_server(prefect_api: dict[str, str]) -> dict[str, str]:
-    """The session's server with the ``extractflow`` process work pool and every deployment
-    of this checkout's prefect.yaml (``prefect deploy --all``)."""
-    env = prefect_api
+def deploy_all(env: dict[str, str]) -> dict[str, str]:
+    """The ``extractflow`` process work pool and every deployment of this checkout's
+    prefect.yaml (``prefect deploy --all``) on the server of ``env``."""
     subprocess.run([PREFECT, "--no-prompt", "work-pool", "create", "extractflow",
                     "--type", "process"], env=env, check=True, cwd=ROOT, capture_output=True)
     deployed = subprocess.run([PREFECT, "--no-prompt", "deploy", "--all"], env=env,
                               cwd=ROOT, capture_output=True, text=True, check=False)
     assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
     return env
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The session's real Prefect server (see the module docstring)."""
+    with running_prefect_server(tmp_path_factory.mktemp("prefect-home")) as env:
+        yield env
+
+
+@pytest.fixture(scope="session")
+def prefect_server(prefect_api: dict[str, str]) -> dict[str, str]:
+    """The session's server with the work pool and the deployments."""
+    return deploy_all(prefect_api)

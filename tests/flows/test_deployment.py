@@ -100,10 +100,7 @@ def test_sample_deployment_runs_on_a_worker_to_complete(
     assert job["flow_run_id"]
     assert worker.total_requests == 3  # per_document: one call per document
     with _api_settings(prefect_server):
-        import asyncio
-        import uuid
 
-        from prefect.client.orchestration import get_client
 
         deadline = time.monotonic() + 30  # the job is COMPLETE a moment before its flow run
         while True:

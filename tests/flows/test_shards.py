@@ -29,12 +29,21 @@ from extraction import db
 from extraction.models import Extraction, JobShard, ProcessingJob, ProcessingLog
 from testing.fake_llm_server import FakeLLMServer
 from testing.run_factory import add_trial_documents, make_project, point_at_fake_llm
-from tests.flows.conftest import PREFECT, ROOT, stop_worker
+from tests.flows.conftest import PREFECT, ROOT, deploy_all, running_prefect_server, stop_worker
 from tests.flows.test_deployment import _api_settings
 
 pytestmark = pytest.mark.slow
 
 LIMIT = 8
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A server of this module's own (not the session's): the killed-worker test measures
+    shard take-over under a timeout, and on a loaded machine a server shared with the
+    deployment tests once made it miss its deadline."""
+    with running_prefect_server(tmp_path_factory.mktemp("shards-prefect")) as env:
+        yield deploy_all(env)
 DOCUMENTS = 200
 
 
