@@ -100,8 +100,6 @@ def test_sample_deployment_runs_on_a_worker_to_complete(
     assert job["flow_run_id"]
     assert worker.total_requests == 3  # per_document: one call per document
     with _api_settings(prefect_server):
-
-
         deadline = time.monotonic() + 30  # the job is COMPLETE a moment before its flow run
         while True:
             run, logs, _ = _read_run(job["flow_run_id"])
