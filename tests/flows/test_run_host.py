@@ -10,6 +10,7 @@ and a host killed mid-run leaves a job ``run resume`` finishes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -81,6 +82,26 @@ class Machine:
         """``server start`` (at once when it runs with its host)."""
         started = self.run("server", "start", "--port", str(_free_port()), timeout=300)
         assert started.returncode == 0 and self.info().host_pid, started.stdout + started.stderr
+
+    def add_documents(self, n: int, start: int) -> None:
+        """``n`` new documents in the project, so a full run has work that is not re-used."""
+        from extraction import codebook
+
+        with db.session_scope(self.url) as s:
+            add_trial_documents(s, codebook.get_project(s, "trials"), n, start=start)
+
+    @contextlib.contextmanager
+    def full_run_under_way(self, latency: float) -> Iterator[tuple[subprocess.Popen[str], str]]:
+        """``run full trials`` in a process of its own, once a document is done; the LLM
+        answers in ``latency`` seconds until the block ends."""
+        self.llm.latency = latency
+        try:
+            command = self.start("run", "full", "trials")
+            job_id = _wait_for_line(command, "Job ")
+            _wait(lambda: self.job(job_id)["documents_completed"] >= 1)
+            yield command, job_id
+        finally:
+            self.llm.latency = 0.0
 
     def host_log(self) -> str:
         return Path(self.info().host_log or "").read_text()
@@ -158,15 +179,9 @@ def test_a_command_with_other_settings_runs_itself_and_says_why(machine: Machine
 
 
 def test_ctrl_c_cancels_the_hosted_run_and_keeps_its_work(machine: Machine) -> None:
-    machine.llm.latency = 1.0
-    try:
-        command = machine.start("run", "full", "trials")
-        job_id = _wait_for_line(command, "Job ")
-        _wait(lambda: machine.job(job_id)["documents_completed"] >= 1)
+    with machine.full_run_under_way(latency=1.0) as (command, job_id):
         command.send_signal(signal.SIGINT)
         out, err = command.communicate(timeout=120)
-    finally:
-        machine.llm.latency = 0.0
     assert command.returncode == 12, out + err  # CANCELLED
     job = machine.job(job_id)
     assert job["status"] == "CANCELLED" and job["documents_completed"] >= 1
@@ -177,15 +192,8 @@ def test_ctrl_c_cancels_the_hosted_run_and_keeps_its_work(machine: Machine) -> N
 
 
 def test_a_cancel_in_the_prefect_ui_stops_the_hosted_run(machine: Machine) -> None:
-    with db.session_scope(machine.url) as s:
-        from extraction import codebook
-
-        add_trial_documents(s, codebook.get_project(s, "trials"), 6, start=100)
-    machine.llm.latency = 1.0
-    try:
-        command = machine.start("run", "full", "trials")
-        job_id = _wait_for_line(command, "Job ")
-        _wait(lambda: machine.job(job_id)["documents_completed"] >= 1)
+    machine.add_documents(6, start=100)
+    with machine.full_run_under_way(latency=1.0) as (command, job_id):
         flow_run_id = machine.job(job_id)["flow_run_id"]
         request = urllib.request.Request(  # what the UI's Cancel button sends
             f"{machine.info().api_url}/flow_runs/{flow_run_id}/set_state", method="POST",
@@ -194,8 +202,6 @@ def test_a_cancel_in_the_prefect_ui_stops_the_hosted_run(machine: Machine) -> No
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status in (200, 201)
         out, err = command.communicate(timeout=120)
-    finally:
-        machine.llm.latency = 0.0
     assert command.returncode == 12, out + err
     job = machine.job(job_id)
     assert job["status"] == "CANCELLED" and "cancelled in Prefect" in job["error"]
@@ -204,20 +210,11 @@ def test_a_cancel_in_the_prefect_ui_stops_the_hosted_run(machine: Machine) -> No
 
 def test_a_killed_host_leaves_a_job_that_resume_finishes_and_start_brings_it_back(
         machine: Machine) -> None:
-    with db.session_scope(machine.url) as s:
-        from extraction import codebook
-
-        add_trial_documents(s, codebook.get_project(s, "trials"), 6, start=200)
-    machine.llm.latency = 1.0
-    try:
-        command = machine.start("run", "full", "trials")
-        job_id = _wait_for_line(command, "Job ")
-        _wait(lambda: machine.job(job_id)["documents_completed"] >= 1)
+    machine.add_documents(6, start=200)
+    with machine.full_run_under_way(latency=1.0) as (command, job_id):
         killed = machine.info().host_pid
         os.kill(killed, signal.SIGKILL)  # type: ignore[arg-type]
         out, err = command.communicate(timeout=120)
-    finally:
-        machine.llm.latency = 0.0
     assert command.returncode != 0
     assert f"extractflow run resume {job_id[:8]} --force" in out + err
     assert machine.job(job_id)["status"] == "PROCESSING"  # nothing done is lost
@@ -231,10 +228,7 @@ def test_a_killed_host_leaves_a_job_that_resume_finishes_and_start_brings_it_bac
 
 
 def test_server_stop_cancels_the_hosts_runs_and_their_work_stays(machine: Machine) -> None:
-    with db.session_scope(machine.url) as s:
-        from extraction import codebook
-
-        add_trial_documents(s, codebook.get_project(s, "trials"), 6, start=300)
+    machine.add_documents(6, start=300)
     machine.llm.latency = 1.5
     try:
         submitted = machine.run("run", "full", "trials", "--no-wait")
