@@ -49,7 +49,6 @@ class _HostedRun:
     """One job's flow, running in a thread of the host."""
 
     job_id: str
-    thread: threading.Thread | None = None
     state: str | None = None
     message: str | None = None
     error: str | None = None
@@ -96,11 +95,9 @@ class RunHost:
             if current is not None and not current.done.is_set():
                 return current  # the same request twice: one run
             run = _HostedRun(job_id=job_id)
-            run.thread = threading.Thread(
-                target=self._run, args=(run, JobKind(kind), project, force),
-                name=f"run-{job_id[:8]}", daemon=True)
             self._runs[job_id] = run
-        run.thread.start()
+        threading.Thread(target=self._run, args=(run, JobKind(kind), project, force),
+                         name=f"run-{job_id[:8]}", daemon=True).start()
         return run
 
     def _run(self, run: _HostedRun, kind: Any, project: str, force: bool) -> None:
@@ -127,8 +124,12 @@ class RunHost:
         run = self._runs.get(job_id)
         return None if run is None else run.describe()
 
+    def _all(self) -> list[_HostedRun]:
+        with self._lock:  # a submit in another thread may add a run meanwhile
+            return list(self._runs.values())
+
     def running(self) -> list[str]:
-        return [job_id for job_id, run in self._runs.items() if not run.done.is_set()]
+        return [run.job_id for run in self._all() if not run.done.is_set()]
 
     def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
         """Cancel every job still running (their work is kept) and wait for them to end."""
@@ -147,7 +148,7 @@ class RunHost:
                                         "(extractflow server stop)")
             except Exception:
                 logger.exception("job %s: could not cancel it", job_id)
-        for run in list(self._runs.values()):
+        for run in self._all():
             run.done.wait(timeout=grace)
 
 

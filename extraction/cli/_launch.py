@@ -84,6 +84,11 @@ def _interrupt(job_id: str) -> None:
     stop_new_calls()
     interrupted.set()
     err_console.print("Cancelling… (no new LLM call starts; everything done is kept)")
+    _cancel_for_ctrl_c(job_id)
+
+
+def _cancel_for_ctrl_c(job_id: str) -> None:
+    """Cancel the job through its row (the run watches it), unless it has ended."""
     with db_session() as s:
         job = jobs.get_job(s, job_id)
         if job.status not in jobs.TERMINAL:
@@ -140,10 +145,7 @@ def _wait_hosted(hosted: HostedJob, show: bool) -> dict[str, Any]:
             follow_job(job_id, alive=hosted.running, show=show, interval=0.1)
         except KeyboardInterrupt:
             err_console.print("Cancelling… (everything done is kept)")
-            with db_session() as s:
-                job = jobs.get_job(s, job_id)
-                if job.status not in jobs.TERMINAL:
-                    jobs.cancel_job(s, job, reason="cancelled with Ctrl-C")
+            _cancel_for_ctrl_c(job_id)
             _wait_until(lambda: not hosted.running(), seconds=60)
     data = read_job(job_id)
     if data["status"] not in {s.value for s in jobs.TERMINAL}:

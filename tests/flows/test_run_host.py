@@ -30,13 +30,10 @@ from flows import local_server
 from flows.run_host_client import TOKEN_HEADER
 from testing.fake_llm_server import FakeLLMServer
 from testing.run_factory import add_trial_documents, make_project
+from tests.flows.conftest import free_port
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    return local_server._free_port()
 
 
 class Machine:
@@ -80,7 +77,7 @@ class Machine:
 
     def ensure_started(self) -> None:
         """``server start`` (at once when it runs with its host)."""
-        started = self.run("server", "start", "--port", str(_free_port()), timeout=300)
+        started = self.run("server", "start", "--port", str(free_port()), timeout=300)
         assert started.returncode == 0 and self.info().host_pid, started.stdout + started.stderr
 
     def add_documents(self, n: int, start: int) -> None:
